@@ -1,0 +1,3 @@
+from leap.cli import app
+
+app(prog_name="leap")

@@ -1,0 +1,186 @@
+"""The LLM student policy: Jinja prompt, REASON/ACTION parsing, and matching to the candidates.
+
+The same class is the ReAct baseline when given the instruction-only ``react`` prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+
+from leap.envs.base import ActionSpace
+from leap.models.base import ChatModel, Conversation
+from leap.policy import AgentView, Decision, Policy
+
+PROMPT_STYLES = ("student", "react")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if limit <= 0 or len(text) <= limit else text[: limit - 3] + "..."
+
+
+@lru_cache(maxsize=1)
+def prompt_environment() -> jinja2.Environment:
+    """Jinja environment over leap/prompts, shared by every prompt the project renders."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("leap", "prompts"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
+    env.filters["clip"] = _clip
+    return env
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    style: str = "react"
+    #: most past steps shown in full; older ones are summarised as a count
+    history_steps: int = 6
+    #: observations longer than this are clipped (0: never)
+    max_observation_chars: int = 600
+
+    def __post_init__(self) -> None:
+        if self.style not in PROMPT_STYLES:
+            raise ValueError(f"unknown prompt style {self.style!r}; use one of {PROMPT_STYLES}")
+
+
+def render_prompt(view: AgentView, settings: PromptSettings) -> Conversation:
+    """The chat messages for one step: system instructions and a compact user message."""
+    env = prompt_environment()
+    observations = [t.observation for t in view.history] + [view.observation]
+    steps = [{"action": t.action, "result": observations[i + 1]} for i, t in enumerate(view.history)]
+    shown = steps[-settings.history_steps :] if settings.history_steps > 0 else []
+    space = view.action_space
+    user = env.get_template("agent/user.j2").render(
+        task=view.task,
+        observation=view.observation,
+        history=shown,
+        omitted=len(steps) - len(shown),
+        choices=space.choices,
+        free_form=space.free_form.description if space.free_form else "",
+        max_observation_chars=settings.max_observation_chars,
+    )
+    system = env.get_template(f"agent/system_{settings.style}.j2").render()
+    return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
+
+
+def prompt_sha(conversation: Conversation) -> str:
+    blob = "\x1e".join(f"{m['role']}\x1f{m['content']}" for m in conversation)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# -- parsing -------------------------------------------------------------------------------------
+_MARKER = re.compile(r"(?i)(?:^|(?<=[\s*#>\-]))(reason(?:ing)?|thought|action)\s*\**\s*[:：]\s*\**\s*")
+
+
+@dataclass(frozen=True)
+class ParsedReply:
+    reason: str
+    action: str
+    #: both REASON and ACTION sections were present
+    well_formed: bool
+
+
+def _strip_wrapping(text: str) -> str:
+    text = text.strip().strip("*").strip()
+    for left, right in (("`", "`"), ('"', '"'), ("'", "'"), ("<", ">")):
+        if len(text) >= 2 and text.startswith(left) and text.endswith(right):
+            text = text[1:-1].strip()
+    return text
+
+
+def parse_reply(text: str) -> ParsedReply:
+    """Read ``REASON: ... ACTION: ...`` from a reply, forgiving case, markdown and extra text."""
+    markers = list(_MARKER.finditer(text))
+    sections: dict[str, str] = {}
+    for k, m in enumerate(markers):
+        kind = "action" if m.group(1).lower() == "action" else "reason"
+        end = markers[k + 1].start() if k + 1 < len(markers) else len(text)
+        sections.setdefault(kind, text[m.end() : end].strip().strip("*#").strip())
+    if "action" in sections:
+        lines = [ln for ln in sections["action"].splitlines() if ln.strip()]
+        action = _strip_wrapping(lines[0]) if lines else ""
+    else:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        action = _strip_wrapping(lines[-1]) if lines and "reason" not in sections else ""
+    reason = " ".join(sections.get("reason", "").split())
+    return ParsedReply(reason, action, "reason" in sections and "action" in sections)
+
+
+def normalise_action(text: str) -> str:
+    text = text.strip().lower()
+    text = re.sub(r"^(?:>\s*|\d+[.)]\s+)", "", text)
+    text = " ".join(text.split())
+    return text.strip(" .,;:!\"'`")
+
+
+def match_action(text: str, space: ActionSpace) -> tuple[str, bool]:
+    """Map a model's action to a candidate: exact, then normalised, then the free-form rule.
+
+    Returns (action, matched). An unmatched action comes back unchanged, to be passed to the
+    environment as is and counted as invalid.
+    """
+    if text in space.choices:
+        return text, True
+    wanted = normalise_action(text)
+    for choice in space.choices:
+        if normalise_action(choice) == wanted:
+            return choice, True
+    if space.free_form is not None and space.free_form.accepts(text.strip()):
+        return text.strip(), True
+    return text, False
+
+
+# -- policy --------------------------------------------------------------------------------------
+class LLMPolicy(Policy):
+    """A chat model acting through the REASON/ACTION format; one batched call per step."""
+
+    privileged = False
+
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        prompt: PromptSettings | None = None,
+        temperature: float = 0.0,
+        max_new_tokens: int = 64,
+        seed: int = 0,
+        stop: Sequence[str] = ("\n\n",),
+        name: str | None = None,
+    ) -> None:
+        self.model = model
+        self.prompt = prompt or PromptSettings()
+        self.temperature = temperature
+        self.max_new_tokens = max_new_tokens
+        self.seed = seed
+        self.stop = tuple(stop)
+        self.name = name or model.name
+        self._calls = 0
+
+    def act(self, views: list[AgentView]) -> list[Decision]:
+        conversations = [render_prompt(v, self.prompt) for v in views]
+        generations = self.model.generate(
+            conversations,
+            temperature=self.temperature,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed + self._calls,
+            stop=self.stop,
+        )
+        self._calls += 1
+        decisions = []
+        for view, conv, gen in zip(views, conversations, generations, strict=True):
+            parsed = parse_reply(gen.text)
+            action, matched = match_action(parsed.action, view.action_space)
+            extra: dict[str, Any] = {"matched": matched, "well_formed": parsed.well_formed}
+            if gen.error:
+                extra["error"] = gen.error
+            decisions.append(Decision(action=action, reason=parsed.reason, raw=gen.text,
+                                      prompt_sha=prompt_sha(conv), extra=extra))
+        return decisions

@@ -1,0 +1,146 @@
+"""The ``leap`` command."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from leap.agents import PROMPT_STYLES, PromptSettings
+
+app = typer.Typer(
+    help="LEAP: train small LLM agents from privileged expert teachers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+console = Console()
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[-60:]
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+@app.command("eval")
+def eval_command(
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment name (see `leap envs`).")] = "household",
+    split: Annotated[str, typer.Option("--split", "-s", help="Task split to evaluate on.")] = "valid",
+    policy: Annotated[str, typer.Option(
+        "--policy", "-p",
+        help="An expert of the environment (planner, searcher, ...), a model name (smollm2-135m, "
+             "tiny-random), a model or LoRA adapter directory, or openai:MODEL.")] = "planner",
+    n: Annotated[int | None, typer.Option("-n", help="Evaluate the first N tasks of the split.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Output directory (default: runs/eval/ENV-SPLIT-POLICY).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Episodes advanced together (one model call per step).")] = 16,
+    horizon: Annotated[int | None, typer.Option(help="Max actions per episode (default: the environment's).")] = None,
+    prompt: Annotated[str, typer.Option(help=f"Prompt style for models: {', '.join(PROMPT_STYLES)}.")] = "react",
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per step.")] = 64,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N (local models).")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16 (local models).")] = "auto",
+    base_url: Annotated[str | None, typer.Option(help="Server URL for openai:MODEL policies.")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Variable holding the API key.")] = "OPENAI_API_KEY",
+) -> None:
+    """Evaluate a policy on a split: results table, episodes.jsonl and summary.json."""
+    from leap.envs import EnvError, UnknownEnvironmentError
+    from leap.evaluate import evaluate, results_table
+    from leap.models import ModelError
+    from leap.policies import ModelOptions, build_policy
+
+    backend: dict[str, Any] = (
+        {"base_url": base_url, "api_key_env": api_key_env, "max_concurrency": batch_size}
+        if policy.startswith("openai:") else {"device": device, "dtype": dtype, "batch_size": batch_size}
+    )
+    try:
+        options = ModelOptions(PromptSettings(style=prompt), temperature, max_new_tokens, seed, backend)
+        chosen = build_policy(policy, env, options)
+        out_dir = out or Path("runs") / "eval" / _slug(f"{env}-{split}-{policy}")
+        summary = evaluate(env, split, chosen, n=n, out_dir=out_dir, batch_size=batch_size, horizon=horizon)
+    except (EnvError, UnknownEnvironmentError, ModelError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(results_table(summary, f"{env} · {split} · {policy}"))
+    console.print(f"wrote {out_dir}/episodes.jsonl and summary.json ({summary['wall_seconds']:.1f} s)")
+
+
+@app.command("envs")
+def envs_command() -> None:
+    """List the registered environments, their splits and programmatic experts."""
+    from leap.envs import list_envs, make_env
+
+    table = Table(title="environments", title_justify="left")
+    for col in ("name", "splits (tasks)", "horizon", "experts"):
+        table.add_column(col)
+    for name in list_envs():
+        env = make_env(name)
+        splits = ", ".join(f"{s} ({len(ids)})" for s, ids in env.splits().items())
+        table.add_row(name, splits, str(env.horizon), ", ".join(sorted(env.experts())))
+        env.close()
+    console.print(table)
+
+
+@app.command("models")
+def models_command(
+    prepare: Annotated[list[str] | None, typer.Option(
+        "--prepare", help="Build these registry models into the cache now (e.g. smollm2-135m).")] = None,
+) -> None:
+    """List the built-in model names and where they are cached; optionally prepare them."""
+    from leap.models.registry import BUILTIN_MODELS, builtin_model_dir, cache_dir, resolve_model_path
+
+    for name in prepare or []:
+        if name not in BUILTIN_MODELS:
+            raise _fail(f"unknown model {name!r}; built-in: {', '.join(BUILTIN_MODELS)}")
+        console.print(f"{name}: {resolve_model_path(name)}")
+    table = Table(title=f"built-in models (cache: {cache_dir()})", title_justify="left")
+    table.add_column("name")
+    table.add_column("cached")
+    for name in BUILTIN_MODELS:
+        table.add_row(name, str(builtin_model_dir(name)) if (builtin_model_dir(name) / "config.json").exists() else "no")
+    console.print(table)
+
+
+@app.command("demo")
+def demo_command(
+    n: Annotated[int, typer.Option("-n", help="Held-out tasks per policy.")] = 30,
+    split: Annotated[str, typer.Option(help="Household split.")] = "test_ood",
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
+) -> None:
+    """The main job: planner, searcher and SmolLM2 on the household world, side by side."""
+    from leap.evaluate import evaluate
+    from leap.policies import ModelOptions, build_policy
+
+    rows = []
+    for spec in ("planner", "searcher", "smollm2-135m"):
+        policy = build_policy(spec, "household", ModelOptions(backend={"batch_size": n}))
+        summary = evaluate("household", split, policy, n=n, out_dir=out / _slug(spec), batch_size=n)
+        rows.append((spec, summary))
+    table = Table(title=f"household · {split} · first {n} tasks", title_justify="left")
+    for col in ("policy", "success %", "mean #actions", "invalid %", *rows[0][1]["per_category"]):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for spec, s in rows:
+        per = [f"{100 * c['success_rate']:.0f}" for c in s["per_category"].values()]
+        table.add_row(spec, f"{100 * s['success_rate']:.1f}", f"{s['mean_actions']:.2f}",
+                      f"{100 * s['invalid_action_rate']:.1f}", *per)
+    console.print(table)
+    console.print(f"episodes and summaries under {out}/")

@@ -1,0 +1,35 @@
+"""Environment protocol and registry."""
+
+from leap.envs.base import (
+    ActionSpace,
+    EnvError,
+    Environment,
+    FreeFormRule,
+    PrivilegedState,
+    StepResult,
+    UnknownSplitError,
+    UnknownTaskError,
+)
+from leap.envs.registry import (
+    UnknownEnvironmentError,
+    env_factory,
+    list_envs,
+    make_env,
+    register_env,
+)
+
+__all__ = [
+    "ActionSpace",
+    "EnvError",
+    "Environment",
+    "FreeFormRule",
+    "PrivilegedState",
+    "StepResult",
+    "UnknownEnvironmentError",
+    "UnknownSplitError",
+    "UnknownTaskError",
+    "env_factory",
+    "list_envs",
+    "make_env",
+    "register_env",
+]

@@ -1,0 +1,100 @@
+"""Metrics over episodes and the results tables printed by ``leap eval``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from leap.envs.registry import make_env
+from leap.io import append_jsonl, atomic_write_json
+from leap.policy import Policy
+from leap.rollout import Episode, run_episodes
+
+
+def _rates(episodes: Sequence[Episode]) -> dict[str, Any]:
+    n = len(episodes)
+    steps = sum(e.n_actions for e in episodes)
+    return {
+        "n_episodes": n,
+        "success_rate": sum(e.success for e in episodes) / n if n else 0.0,
+        "mean_score": sum(e.score for e in episodes) / n if n else 0.0,
+        "mean_actions": steps / n if n else 0.0,
+        "invalid_action_rate": sum(e.n_invalid for e in episodes) / steps if steps else 0.0,
+        "n_errored": sum(e.error is not None for e in episodes),
+    }
+
+
+def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
+    """Success rate (0..1), mean #actions, invalid-action rate, and the same per category."""
+    by_category: dict[str, list[Episode]] = defaultdict(list)
+    for e in episodes:
+        by_category[e.category or "?"].append(e)
+    summary = _rates(episodes)
+    summary["per_category"] = {c: _rates(eps) for c, eps in sorted(by_category.items())}
+    return summary
+
+
+def results_table(summary: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in ("category", "episodes", "success %", "score", "mean #actions", "invalid %", "errored"):
+        table.add_column(name, justify="left" if name == "category" else "right")
+
+    def row(name: str, r: dict[str, Any], style: str | None = None) -> None:
+        table.add_row(name, str(r["n_episodes"]), f"{100 * r['success_rate']:.1f}",
+                      f"{100 * r['mean_score']:.1f}", f"{r['mean_actions']:.2f}",
+                      f"{100 * r['invalid_action_rate']:.1f}", str(r["n_errored"]), style=style)
+
+    for category, r in summary["per_category"].items():
+        row(category, r)
+    table.add_section()
+    row("all", summary, style="bold")
+    return table
+
+
+def evaluate(
+    env_name: str,
+    split: str,
+    policy: Policy,
+    *,
+    n: int | None = None,
+    out_dir: str | Path | None = None,
+    batch_size: int = 16,
+    horizon: int | None = None,
+    env_options: dict[str, Any] | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run ``policy`` on the first ``n`` tasks of ``split``; write episodes.jsonl and summary.json.
+
+    Episodes are appended to ``episodes.jsonl.partial`` as they finish and the file is renamed
+    when all are done, so a reader never sees a half-finished evaluation as complete.
+    """
+    options = env_options or {}
+    probe = make_env(env_name, **options)
+    task_ids = list(probe.task_ids(split))[: n if n is not None else None]
+    probe.close()
+    out = Path(out_dir) if out_dir is not None else None
+    partial = out / "episodes.jsonl.partial" if out else None
+    if partial is not None:
+        partial.unlink(missing_ok=True)
+    started = time.perf_counter()
+    episodes = run_episodes(
+        lambda: make_env(env_name, **options), task_ids, policy, horizon=horizon, batch_size=batch_size,
+        on_episode=(lambda e: append_jsonl(partial, e.to_record())) if partial else None,
+        show_progress=show_progress, label=f"{env_name}/{split} · {policy.name}",
+    )
+    elapsed = time.perf_counter() - started
+    summary = {"env": env_name, "split": split, "policy": policy.name, **summarize(episodes),
+               "wall_seconds": round(elapsed, 2)}
+    model = getattr(policy, "model", None)
+    if model is not None:
+        summary["usage"] = model.usage.to_dict()
+    if out is not None and partial is not None:
+        os.replace(partial, out / "episodes.jsonl")
+        atomic_write_json(out / "summary.json", summary)
+    return summary

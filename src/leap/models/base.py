@@ -1,0 +1,84 @@
+"""The model protocol: batched chat generation and log-probability scoring."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+Message = dict[str, str]
+Conversation = list[Message]
+
+
+class ModelError(RuntimeError):
+    """A model cannot be loaded or cannot do what was asked."""
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    #: set when the request failed after all retries; ``text`` is then empty
+    error: str | None = None
+
+
+@dataclass
+class Usage:
+    """Token accounting, summed over the life of a model object (thread-safe)."""
+
+    requests: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, generation: Generation) -> None:
+        with self._lock:
+            self.requests += 1
+            self.failures += generation.error is not None
+            self.prompt_tokens += generation.prompt_tokens
+            self.completion_tokens += generation.completion_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+class ChatModel(ABC):
+    """Many conversations in, many texts out."""
+
+    name: str = "model"
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    @abstractmethod
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        temperature: float = 0.0,
+        max_new_tokens: int = 256,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+    ) -> list[Generation]:
+        """One reply per conversation, in order. ``temperature == 0`` means greedy decoding.
+
+        Text is cut before the first stop string. A failed request gives a Generation with
+        ``error`` set instead of raising, so one bad request never ends a batch.
+        """
+
+    @abstractmethod
+    def score(self, conversations: Sequence[Conversation], completions: Sequence[str]) -> list[float]:
+        """Sum of log-probabilities of each completion as the assistant reply to its conversation."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    cuts = [i for s in stop if s and (i := text.find(s)) >= 0]
+    return text[: min(cuts)] if cuts else text

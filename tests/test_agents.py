@@ -1,0 +1,106 @@
+"""Prompt rendering, REASON/ACTION parsing and action matching."""
+
+from __future__ import annotations
+
+import pytest
+
+from leap.agents import LLMPolicy, PromptSettings, match_action, parse_reply, prompt_sha, render_prompt
+from leap.envs import ActionSpace, FreeFormRule, make_env
+from leap.policy import AgentView, Turn
+
+SPACE = ActionSpace(choices=("go to cabinet 1", "open drawer 2", "take mug 1 from countertop 1", "look"))
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason", "action", "well_formed"),
+    [
+        ("REASON: I need a mug.\nACTION: go to cabinet 1", "I need a mug.", "go to cabinet 1", True),
+        ("REASON: find it. ACTION: look", "find it.", "look", True),
+        ("reason: lower case\naction: open drawer 2", "lower case", "open drawer 2", True),
+        ("**Reason:** bold\n**Action:** `look`", "bold", "look", True),
+        ("Sure! Here you go.\nREASON: a\nACTION: look\nI hope this helps.", "a", "look", True),
+        ("Thought: think first\nAction: look", "think first", "look", True),
+        ("ACTION: go to cabinet 1", "", "go to cabinet 1", False),
+        ("REASON: only a reason", "only a reason", "", False),
+        ("go to cabinet 1", "", "go to cabinet 1", False),
+        ("", "", "", False),
+        ("REASON:\nACTION:", "", "", True),
+        ("ACTION: look\nACTION: go to cabinet 1", "", "look", False),
+    ],
+)
+def test_parse_reply(reply: str, reason: str, action: str, well_formed: bool) -> None:
+    parsed = parse_reply(reply)
+    assert (parsed.reason, parsed.action, parsed.well_formed) == (reason, action, well_formed)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "matched"),
+    [
+        ("go to cabinet 1", "go to cabinet 1", True),
+        ("Go To Cabinet 1.", "go to cabinet 1", True),
+        ("  go   to cabinet 1 ", "go to cabinet 1", True),
+        ("> open drawer 2", "open drawer 2", True),
+        ('"take mug 1 from countertop 1"', "take mug 1 from countertop 1", True),
+        ("go to cabinet 9", "go to cabinet 9", False),
+        ("", "", False),
+    ],
+)
+def test_match_action(text: str, expected: str, matched: bool) -> None:
+    assert match_action(text, SPACE) == (expected, matched)
+
+
+def test_match_free_form() -> None:
+    space = ActionSpace(choices=("click[buy now]",), free_form=FreeFormRule(r"search\[.+\]", "search[QUERY]"))
+    assert match_action("Click[Buy Now]", space) == ("click[buy now]", True)
+    assert match_action("search[red running shoes]", space) == ("search[red running shoes]", True)
+    assert match_action("search[]", space) == ("search[]", False)
+
+
+def _views(n: int) -> list[AgentView]:
+    env = make_env("household")
+    views = []
+    for i in range(n):
+        first = env.reset(f"valid/{i:04d}")
+        views.append(AgentView(f"valid/{i:04d}", env.task, first.observation, env.action_space()))
+    return views
+
+
+def test_prompt_contains_task_history_and_candidates() -> None:
+    env = make_env("household")
+    first = env.reset("valid/0003")
+    turns, obs = [], first.observation
+    for action in env.privileged_state().data["plan"][:3]:
+        turns.append(Turn(obs, "r", action))
+        obs = env.step(action).observation
+    view = AgentView("e", env.task, obs, env.action_space(), tuple(turns))
+    system, user = render_prompt(view, PromptSettings(style="react", history_steps=2))
+    assert system["role"] == "system" and "REASON:" in system["content"] and "ACTION:" in system["content"]
+    content = user["content"]
+    assert content.startswith(f"Task: {env.task}")
+    assert "(1 earlier steps omitted)" in content
+    assert f"> {turns[1].action}" in content and f"> {turns[2].action}" in content
+    assert f"> {turns[0].action}" not in content
+    assert obs in content
+    assert "Actions: " + ", ".join(env.action_space().choices) in content
+    student = render_prompt(view, PromptSettings(style="student", history_steps=2))
+    assert student[1] == user and len(student[0]["content"]) < len(system["content"])
+    assert prompt_sha(student) != prompt_sha([system, user])
+    with pytest.raises(ValueError, match="unknown prompt style"):
+        PromptSettings(style="fancy")
+
+
+def test_observations_are_clipped() -> None:
+    view = AgentView("e", "t", "x" * 1000, SPACE)
+    content = render_prompt(view, PromptSettings(max_observation_chars=100))[1]["content"]
+    assert "x" * 97 + "..." in content and "x" * 98 not in content
+
+
+def test_llm_policy_decides_for_every_view(tiny_model) -> None:
+    views = _views(3)
+    policy = LLMPolicy(tiny_model, max_new_tokens=8)
+    decisions = policy.act(views)
+    assert len(decisions) == 3
+    for view, d in zip(views, decisions, strict=True):
+        assert d.prompt_sha == prompt_sha(render_prompt(view, policy.prompt))
+        assert d.raw  # the random model says something
+        assert d.extra["matched"] == (d.action in view.action_space.choices)

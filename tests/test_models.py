@@ -1,0 +1,93 @@
+"""The transformers backend: batching, greedy equivalence, scoring, stop strings, LoRA adapters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from leap.models import ModelError, load_chat_model
+from leap.models.base import cut_at_stop
+from leap.models.transformers_backend import TransformersChatModel
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Task: put a mug in cabinet 1."}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is next? Look around."}],
+    [{"role": "user", "content": "A much longer prompt " * 12}],
+    [{"role": "user", "content": "Short."}],
+]
+
+
+def test_batched_generation_equals_one_at_a_time(tiny_model) -> None:
+    batched = tiny_model.generate(CONVERSATIONS, max_new_tokens=12)
+    single = [tiny_model.generate([c], max_new_tokens=12)[0] for c in CONVERSATIONS]
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert len({g.text for g in batched}) > 1, "the test model should not emit one constant text"
+    assert all(g.completion_tokens > 0 and g.prompt_tokens > 0 for g in batched)
+
+
+def test_sampling_is_seeded(tiny_model) -> None:
+    a = tiny_model.generate(CONVERSATIONS[:2], temperature=1.0, max_new_tokens=10, seed=7)
+    b = tiny_model.generate(CONVERSATIONS[:2], temperature=1.0, max_new_tokens=10, seed=7)
+    c = tiny_model.generate(CONVERSATIONS[:2], temperature=1.0, max_new_tokens=10, seed=8)
+    assert [g.text for g in a] == [g.text for g in b]
+    assert [g.text for g in a] != [g.text for g in c]
+
+
+def test_usage_is_counted(tiny_model_path) -> None:
+    model = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu")
+    gens = model.generate(CONVERSATIONS[:2], max_new_tokens=5)
+    assert model.usage.requests == 2
+    assert model.usage.prompt_tokens == sum(g.prompt_tokens for g in gens)
+    assert model.usage.completion_tokens == sum(g.completion_tokens for g in gens) <= 10
+
+
+def test_stop_strings_cut_the_text(tiny_model) -> None:
+    full = tiny_model.generate(CONVERSATIONS[:1], max_new_tokens=12)[0].text
+    word = full.split()[1]
+    stopped = tiny_model.generate(CONVERSATIONS[:1], max_new_tokens=12, stop=[word])[0].text
+    assert stopped == full[: full.index(word)]
+    assert cut_at_stop("a\n\nb", ["\n\n"]) == "a" and cut_at_stop("abc", []) == "abc"
+
+
+def test_score_matches_token_log_probabilities(tiny_model) -> None:
+    completions = ["REASON: x\nACTION: look", "ACTION: go to cabinet 1", "ok", "no"]
+    batched = tiny_model.score(CONVERSATIONS, completions)
+    single = [tiny_model.score([c], [t])[0] for c, t in zip(CONVERSATIONS, completions, strict=True)]
+    assert batched == pytest.approx(single, abs=1e-3)
+    # recompute the first by hand from the model's logits
+    tok, model = tiny_model.tokenizer, tiny_model.model
+    prompt = tok(tiny_model.render(CONVERSATIONS[0]), add_special_tokens=False)["input_ids"]
+    full = tok(tiny_model.render([*CONVERSATIONS[0], {"role": "assistant", "content": completions[0]}],
+                                 add_generation_prompt=False), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(torch.tensor([full])).logits[0].float(), -1)
+    expected = sum(float(logprobs[i - 1, full[i]]) for i in range(len(prompt), len(full)))
+    assert batched[0] == pytest.approx(expected, abs=1e-3)
+    assert all(s < 0 for s in batched)
+
+
+def test_lora_adapter_loads_from_directory(tiny_model_path, tmp_path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                 task_type="CAUSAL_LM", init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == tiny_model_path
+
+    adapted = load_chat_model(str(tmp_path / "adapter"), dtype="float32", device="cpu")
+    plain = load_chat_model("tiny-random", dtype="float32", device="cpu")
+    assert adapted.adapter == str(tmp_path / "adapter")
+    completion = ["ACTION: look"]
+    assert adapted.score(CONVERSATIONS[:1], completion) != pytest.approx(plain.score(CONVERSATIONS[:1], completion))
+
+
+def test_unknown_model_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match="unknown model 'no-such-model'"):
+        load_chat_model("no-such-model")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        load_chat_model("tiny-random", dtype="float8")
