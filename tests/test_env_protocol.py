@@ -95,8 +95,9 @@ register_env("guess-number")(GuessNumber)
 def test_user_environment_registers_and_runs() -> None:
     assert "guess-number" in list_envs()
     env = make_env("guess-number")
-    episodes = run_episodes(lambda: make_env("guess-number"), env.task_ids("train"), Bisect(),
-                            show_progress=False)
+    episodes = run_episodes(
+        lambda: make_env("guess-number"), env.task_ids("train"), Bisect(), show_progress=False
+    )
     assert [e.success for e in episodes] == [True, True]
     assert [e.category for e in episodes] == ["low", "high"]
     assert all(s.valid for e in episodes for s in e.steps)
@@ -121,7 +122,7 @@ def test_free_form_rule_validates_whole_action() -> None:
 
 
 def test_clear_errors_for_unknown_names() -> None:
-    with pytest.raises(UnknownEnvironmentError, match="registered: .*household"):
+    with pytest.raises(UnknownEnvironmentError, match=r"registered: .*household"):
         make_env("no-such-env")
     env = make_env("guess-number")
     with pytest.raises(UnknownSplitError, match="known splits: test, train"):

@@ -23,7 +23,11 @@ def _play(env: HouseholdEnv, task_id: str, actions: list[str]) -> list[str]:
 
 
 def test_splits_and_categories(household: HouseholdEnv) -> None:
-    assert {s: len(ids) for s, ids in household.splits().items()} == {"train": 2000, "valid": 200, "test_ood": 200}
+    assert {s: len(ids) for s, ids in household.splits().items()} == {
+        "train": 2000,
+        "valid": 200,
+        "test_ood": 200,
+    }
     assert household.task_ids("valid")[0] == "valid/0000"
     categories = Counter(household.category(t) for t in household.task_ids("valid"))
     assert set(categories) == set(TASK_TYPES)
@@ -45,7 +49,9 @@ def test_tasks_are_deterministic(household: HouseholdEnv) -> None:
 
 def test_observations_and_rules(household: HouseholdEnv) -> None:
     first = household.reset("valid/0001")
-    assert first.observation.startswith("You are in the middle of a room. Looking quickly around you, you see a ")
+    assert first.observation.startswith(
+        "You are in the middle of a room. Looking quickly around you, you see a "
+    )
     assert f"Your task is to: {household.task}" in first.observation
     world = household.world
     closed = next(r for r in world.layout.receptacles if world.layout.openable(r))
@@ -79,8 +85,9 @@ def test_transform_place_and_goal() -> None:
 def test_planner_wins_every_task_within_horizon() -> None:
     env = make_env("household")
     for split, ids in env.splits().items():
-        episodes = run_episodes(lambda: make_env("household"), ids, PlannerPolicy(), batch_size=64,
-                                show_progress=False)
+        episodes = run_episodes(
+            lambda: make_env("household"), ids, PlannerPolicy(), batch_size=64, show_progress=False
+        )
         failed = [e.task_id for e in episodes if not e.success]
         assert not failed, f"planner failed {split}: {failed[:5]}"
         assert max(e.n_actions for e in episodes) <= env.horizon
@@ -90,8 +97,12 @@ def test_planner_wins_every_task_within_horizon() -> None:
 def test_searcher_is_weaker_and_never_sees_the_truth() -> None:
     assert SearcherPolicy.privileged is False
     ids = make_env("household").task_ids("test_ood")
-    planner = summarize(run_episodes(lambda: make_env("household"), ids, PlannerPolicy(), show_progress=False))
-    searcher = summarize(run_episodes(lambda: make_env("household"), ids, SearcherPolicy(), show_progress=False))
+    planner = summarize(
+        run_episodes(lambda: make_env("household"), ids, PlannerPolicy(), show_progress=False)
+    )
+    searcher = summarize(
+        run_episodes(lambda: make_env("household"), ids, SearcherPolicy(), show_progress=False)
+    )
     assert planner["success_rate"] == 1.0
     assert searcher["success_rate"] > 0.5
     assert searcher["success_rate"] < 1.0 or searcher["mean_actions"] > planner["mean_actions"]
@@ -126,7 +137,8 @@ def test_test_ood_holds_out_combinations_and_layouts() -> None:
     ood = {combo("test_ood", i) for i in range(200)}
     assert not train & ood
     assert max(len(generate_world("test_ood", i).layout.receptacles) for i in range(200)) > max(
-        len(generate_world("train", i).layout.receptacles) for i in range(2000))
+        len(generate_world("train", i).layout.receptacles) for i in range(2000)
+    )
 
 
 def test_privileged_state_names_true_locations(household: HouseholdEnv) -> None:
@@ -150,4 +162,3 @@ def test_task_text_round_trips() -> None:
             layout = generate_world(split, i).layout
             for phrasing in (0, 1):
                 assert parse_task_text(task_text(layout.goal, phrasing)) == layout.goal
-

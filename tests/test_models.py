@@ -59,8 +59,12 @@ def test_score_matches_token_log_probabilities(tiny_model) -> None:
     # recompute the first by hand from the model's logits
     tok, model = tiny_model.tokenizer, tiny_model.model
     prompt = tok(tiny_model.render(CONVERSATIONS[0]), add_special_tokens=False)["input_ids"]
-    full = tok(tiny_model.render([*CONVERSATIONS[0], {"role": "assistant", "content": completions[0]}],
-                                 add_generation_prompt=False), add_special_tokens=False)["input_ids"]
+    full = tok(
+        tiny_model.render(
+            [*CONVERSATIONS[0], {"role": "assistant", "content": completions[0]}], add_generation_prompt=False
+        ),
+        add_special_tokens=False,
+    )["input_ids"]
     with torch.no_grad():
         logprobs = torch.log_softmax(model(torch.tensor([full])).logits[0].float(), -1)
     expected = sum(float(logprobs[i - 1, full[i]]) for i in range(len(prompt), len(full)))
@@ -73,8 +77,16 @@ def test_lora_adapter_loads_from_directory(tiny_model_path, tmp_path) -> None:
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                 task_type="CAUSAL_LM", init_lora_weights=False))
+    peft_model = get_peft_model(
+        base,
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            target_modules=["q_proj", "v_proj"],
+            task_type="CAUSAL_LM",
+            init_lora_weights=False,
+        ),
+    )
     peft_model.save_pretrained(tmp_path / "adapter")
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == tiny_model_path
@@ -83,7 +95,9 @@ def test_lora_adapter_loads_from_directory(tiny_model_path, tmp_path) -> None:
     plain = load_chat_model("tiny-random", dtype="float32", device="cpu")
     assert adapted.adapter == str(tmp_path / "adapter")
     completion = ["ACTION: look"]
-    assert adapted.score(CONVERSATIONS[:1], completion) != pytest.approx(plain.score(CONVERSATIONS[:1], completion))
+    assert adapted.score(CONVERSATIONS[:1], completion) != pytest.approx(
+        plain.score(CONVERSATIONS[:1], completion)
+    )
 
 
 def test_unknown_model_is_a_clear_error() -> None:

@@ -16,18 +16,26 @@ TASKS = [f"valid/{i:04d}" for i in range(6)]
 
 def test_batched_rollout_equals_sequential_with_greedy_decoding(tiny_model) -> None:
     policy = LLMPolicy(tiny_model, max_new_tokens=10)
-    batched = run_episodes(lambda: make_env("household"), TASKS, policy, horizon=3, batch_size=6,
-                           show_progress=False)
-    sequential = run_episodes(lambda: make_env("household"), TASKS, policy, horizon=3, batch_size=1,
-                              show_progress=False)
+    batched = run_episodes(
+        lambda: make_env("household"), TASKS, policy, horizon=3, batch_size=6, show_progress=False
+    )
+    sequential = run_episodes(
+        lambda: make_env("household"), TASKS, policy, horizon=3, batch_size=1, show_progress=False
+    )
     assert [[s.raw for s in e.steps] for e in batched] == [[s.raw for s in e.steps] for e in sequential]
     assert [e.to_record() for e in batched] == [e.to_record() for e in sequential]
     assert len({s.raw for e in batched for s in e.steps}) > 1
 
 
 def test_every_step_is_recorded(tiny_model) -> None:
-    episodes = run_episodes(lambda: make_env("household"), TASKS[:2], LLMPolicy(tiny_model, max_new_tokens=6),
-                            horizon=4, batch_size=2, show_progress=False)
+    episodes = run_episodes(
+        lambda: make_env("household"),
+        TASKS[:2],
+        LLMPolicy(tiny_model, max_new_tokens=6),
+        horizon=4,
+        batch_size=2,
+        show_progress=False,
+    )
     for e in episodes:
         assert e.n_actions == 4 and not e.success
         assert [s.t for s in e.steps] == [0, 1, 2, 3]
@@ -67,8 +75,13 @@ def test_a_crashing_environment_ends_only_its_episode() -> None:
 
 def test_episodes_round_trip_through_jsonl(tmp_path) -> None:
     path = tmp_path / "episodes.jsonl"
-    episodes = run_episodes(lambda: make_env("household"), TASKS[:3], PlannerPolicy(),
-                            on_episode=lambda e: append_jsonl(path, e.to_record()), show_progress=False)
+    episodes = run_episodes(
+        lambda: make_env("household"),
+        TASKS[:3],
+        PlannerPolicy(),
+        on_episode=lambda e: append_jsonl(path, e.to_record()),
+        show_progress=False,
+    )
     rows = list(read_jsonl(path))
     assert sorted(r["episode_id"] for r in rows) == TASKS[:3]
     by_id = {r["episode_id"]: r for r in rows}

@@ -181,6 +181,13 @@ class LLMPolicy(Policy):
             extra: dict[str, Any] = {"matched": matched, "well_formed": parsed.well_formed}
             if gen.error:
                 extra["error"] = gen.error
-            decisions.append(Decision(action=action, reason=parsed.reason, raw=gen.text,
-                                      prompt_sha=prompt_sha(conv), extra=extra))
+            decisions.append(
+                Decision(
+                    action=action,
+                    reason=parsed.reason,
+                    raw=gen.text,
+                    prompt_sha=prompt_sha(conv),
+                    extra=extra,
+                )
+            )
         return decisions

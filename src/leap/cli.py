@@ -24,7 +24,9 @@ console = Console()
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
@@ -43,18 +45,33 @@ def _fail(message: str) -> typer.Exit:
 
 @app.command("eval")
 def eval_command(
-    env: Annotated[str, typer.Option("--env", "-e", help="Environment name (see `leap envs`).")] = "household",
+    env: Annotated[
+        str, typer.Option("--env", "-e", help="Environment name (see `leap envs`).")
+    ] = "household",
     split: Annotated[str, typer.Option("--split", "-s", help="Task split to evaluate on.")] = "valid",
-    policy: Annotated[str, typer.Option(
-        "--policy", "-p",
-        help="An expert of the environment (planner, searcher, ...), a model name (smollm2-135m, "
-             "tiny-random), a model or LoRA adapter directory, or openai:MODEL.")] = "planner",
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            "-p",
+            help="An expert of the environment (planner, searcher, ...), a model name (smollm2-135m, "
+            "tiny-random), a model or LoRA adapter directory, or openai:MODEL.",
+        ),
+    ] = "planner",
     n: Annotated[int | None, typer.Option("-n", help="Evaluate the first N tasks of the split.")] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Output directory (default: runs/eval/ENV-SPLIT-POLICY).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Episodes advanced together (one model call per step).")] = 16,
-    horizon: Annotated[int | None, typer.Option(help="Max actions per episode (default: the environment's).")] = None,
-    prompt: Annotated[str, typer.Option(help=f"Prompt style for models: {', '.join(PROMPT_STYLES)}.")] = "react",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output directory (default: runs/eval/ENV-SPLIT-POLICY)."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Episodes advanced together (one model call per step).")
+    ] = 16,
+    horizon: Annotated[
+        int | None, typer.Option(help="Max actions per episode (default: the environment's).")
+    ] = None,
+    prompt: Annotated[
+        str, typer.Option(help=f"Prompt style for models: {', '.join(PROMPT_STYLES)}.")
+    ] = "react",
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.0,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per step.")] = 64,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
@@ -71,7 +88,8 @@ def eval_command(
 
     backend: dict[str, Any] = (
         {"base_url": base_url, "api_key_env": api_key_env, "max_concurrency": batch_size}
-        if policy.startswith("openai:") else {"device": device, "dtype": dtype, "batch_size": batch_size}
+        if policy.startswith("openai:")
+        else {"device": device, "dtype": dtype, "batch_size": batch_size}
     )
     try:
         options = ModelOptions(PromptSettings(style=prompt), temperature, max_new_tokens, seed, backend)
@@ -102,8 +120,10 @@ def envs_command() -> None:
 
 @app.command("models")
 def models_command(
-    prepare: Annotated[list[str] | None, typer.Option(
-        "--prepare", help="Build these registry models into the cache now (e.g. smollm2-135m).")] = None,
+    prepare: Annotated[
+        list[str] | None,
+        typer.Option("--prepare", help="Build these registry models into the cache now (e.g. smollm2-135m)."),
+    ] = None,
 ) -> None:
     """List the built-in model names and where they are cached; optionally prepare them."""
     from leap.models.registry import BUILTIN_MODELS, builtin_model_dir, cache_dir, resolve_model_path
@@ -116,7 +136,9 @@ def models_command(
     table.add_column("name")
     table.add_column("cached")
     for name in BUILTIN_MODELS:
-        table.add_row(name, str(builtin_model_dir(name)) if (builtin_model_dir(name) / "config.json").exists() else "no")
+        table.add_row(
+            name, str(builtin_model_dir(name)) if (builtin_model_dir(name) / "config.json").exists() else "no"
+        )
     console.print(table)
 
 
@@ -140,7 +162,12 @@ def demo_command(
         table.add_column(col, justify="left" if col == "policy" else "right")
     for spec, s in rows:
         per = [f"{100 * c['success_rate']:.0f}" for c in s["per_category"].values()]
-        table.add_row(spec, f"{100 * s['success_rate']:.1f}", f"{s['mean_actions']:.2f}",
-                      f"{100 * s['invalid_action_rate']:.1f}", *per)
+        table.add_row(
+            spec,
+            f"{100 * s['success_rate']:.1f}",
+            f"{s['mean_actions']:.2f}",
+            f"{100 * s['invalid_action_rate']:.1f}",
+            *per,
+        )
     console.print(table)
     console.print(f"episodes and summaries under {out}/")

@@ -46,9 +46,16 @@ def results_table(summary: dict[str, Any], title: str) -> Table:
         table.add_column(name, justify="left" if name == "category" else "right")
 
     def row(name: str, r: dict[str, Any], style: str | None = None) -> None:
-        table.add_row(name, str(r["n_episodes"]), f"{100 * r['success_rate']:.1f}",
-                      f"{100 * r['mean_score']:.1f}", f"{r['mean_actions']:.2f}",
-                      f"{100 * r['invalid_action_rate']:.1f}", str(r["n_errored"]), style=style)
+        table.add_row(
+            name,
+            str(r["n_episodes"]),
+            f"{100 * r['success_rate']:.1f}",
+            f"{100 * r['mean_score']:.1f}",
+            f"{r['mean_actions']:.2f}",
+            f"{100 * r['invalid_action_rate']:.1f}",
+            str(r["n_errored"]),
+            style=style,
+        )
 
     for category, r in summary["per_category"].items():
         row(category, r)
@@ -84,13 +91,23 @@ def evaluate(
         partial.unlink(missing_ok=True)
     started = time.perf_counter()
     episodes = run_episodes(
-        lambda: make_env(env_name, **options), task_ids, policy, horizon=horizon, batch_size=batch_size,
+        lambda: make_env(env_name, **options),
+        task_ids,
+        policy,
+        horizon=horizon,
+        batch_size=batch_size,
         on_episode=(lambda e: append_jsonl(partial, e.to_record())) if partial else None,
-        show_progress=show_progress, label=f"{env_name}/{split} · {policy.name}",
+        show_progress=show_progress,
+        label=f"{env_name}/{split} · {policy.name}",
     )
     elapsed = time.perf_counter() - started
-    summary = {"env": env_name, "split": split, "policy": policy.name, **summarize(episodes),
-               "wall_seconds": round(elapsed, 2)}
+    summary = {
+        "env": env_name,
+        "split": split,
+        "policy": policy.name,
+        **summarize(episodes),
+        "wall_seconds": round(elapsed, 2),
+    }
     model = getattr(policy, "model", None)
     if model is not None:
         summary["usage"] = model.usage.to_dict()

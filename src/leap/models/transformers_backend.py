@@ -34,8 +34,14 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") or cpu_has_fast_bf16() else torch.float32
     try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+        return {
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+        }[dtype]
     except KeyError:
         raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
 
@@ -143,8 +149,9 @@ class TransformersChatModel(ChatModel):
         pairs = []
         for conv, completion in zip(conversations, completions, strict=True):
             prompt_ids = self.tokenizer(self.render(conv), add_special_tokens=False)["input_ids"]
-            full = self.render([*conv, {"role": "assistant", "content": completion}],
-                               add_generation_prompt=False)
+            full = self.render(
+                [*conv, {"role": "assistant", "content": completion}], add_generation_prompt=False
+            )
             full_ids = self.tokenizer(full, add_special_tokens=False)["input_ids"]
             if full_ids[: len(prompt_ids)] != prompt_ids:
                 # the chat template does not extend the prompt: score the raw completion instead

@@ -79,8 +79,9 @@ class HouseholdEnv(Environment):
         for name in sorted(o for o in [*s.where, s.holding] if o and type_of(o) == goal.object_type):
             at = "in your hand" if name == s.holding else s.where[name]
             closed = at in world.layout.receptacles and world.layout.openable(at) and at not in s.opened
-            objects.append({"name": name, "location": at, "closed": closed,
-                            "state": sorted(s.flags.get(name, ()))})
+            objects.append(
+                {"name": name, "location": at, "closed": closed, "state": sorted(s.flags.get(name, ()))}
+            )
         involved: dict[str, str] = {}
         if goal.transform:
             for r in world.layout.receptacles:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from leap.envs.household.catalog import APPLIANCE, LAMP, LAMP_HOLDERS, OBJECTS, RECEPTACLES
+from leap.envs.household.catalog import APPLIANCE, LAMP, LAMP_HOLDERS, OBJECTS, RECEPTACLES, preposition
 from leap.envs.household.world import FLAG, Goal, parse_task_text, type_of
 from leap.policy import AgentView, Decision, Policy
 
@@ -105,13 +105,12 @@ class SearcherPolicy(Policy):
         observations = [t.observation for t in view.history] + [view.observation]
         for turn, result in zip(view.history, observations[1:], strict=True):
             know.update(turn.action, result, goal)
-        receptacles = [c.removeprefix("go to ") for c in choices if c.startswith("go to ")]
-        if know.location is not None:
-            receptacles.append(know.location)
-        action, reason = self._choose(goal, know, sorted(set(receptacles), key=_natural))
+        reachable = {c.removeprefix("go to ") for c in choices if c.startswith("go to ")}
+        receptacles = sorted(reachable | ({know.location} if know.location else set()), key=_natural)
+        action, reason = self._choose(goal, know, receptacles)
         if action not in choices:
-            action, reason = self._explore(goal, know, sorted(set(receptacles), key=_natural), LAMP_HOLDERS
-                                           if goal.task_type == "look" and know.holding else None)
+            lamp_search = LAMP_HOLDERS if goal.task_type == "look" and know.holding else None
+            action, reason = self._explore(goal, know, receptacles, lamp_search)
         return Decision(action=action, reason=reason)
 
     def _go_or(self, know: Knowledge, rec: str, action: str, reason: str) -> tuple[str, str]:
@@ -125,18 +124,26 @@ class SearcherPolicy(Policy):
         obj = goal.object_type
         held = know.holding
         if held is not None and type_of(held) != obj:
-            return self._go_or(know, know.location or "", f"move {held} to {know.location}",
-                               f"I do not need the {held}; I put it down here.")
+            return self._go_or(
+                know,
+                know.location or "",
+                f"move {held} to {know.location}",
+                f"I do not need the {held}; I put it down here.",
+            )
         if held is not None:
             transform, flag = goal.transform, goal.flag
             if transform and flag not in know.flags.get(held, set()):
                 appliance = next(r for r in receptacles if type_of(r) == APPLIANCE[transform])
                 if know.location != appliance:
-                    return f"go to {appliance}", f"I have the {held}; I need to {transform} it with the {appliance}."
+                    return (
+                        f"go to {appliance}",
+                        f"I have the {held}; I need to {transform} it with the {appliance}.",
+                    )
                 return f"{transform} {held} with {appliance}", f"I {transform} the {held} here."
             if goal.task_type == "look":
-                lamp_at = next((r for r, items in know.seen.items() if any(
-                    type_of(i) == LAMP for i in items)), None)
+                lamp_at = next(
+                    (r for r, items in know.seen.items() if any(type_of(i) == LAMP for i in items)), None
+                )
                 if lamp_at is None:
                     return self._explore(goal, know, receptacles, LAMP_HOLDERS)
                 lamp = next(i for i in know.seen[lamp_at] if type_of(i) == LAMP)
@@ -145,22 +152,33 @@ class SearcherPolicy(Policy):
                 return f"use {lamp}", f"I turn on the {lamp} to look at the {held}."
             targets = [r for r in receptacles if type_of(r) == goal.target_type]
             target = know.location if know.location in targets else targets[0]
-            return self._go_or(know, target, f"move {held} to {target}",
-                               f"I have the {held}; I put it {'in' if RECEPTACLES[type_of(target)].container else 'on'} the {target}.")
+            return self._go_or(
+                know,
+                target,
+                f"move {held} to {target}",
+                f"I have the {held}; I put it {preposition(type_of(target))} the {target}.",
+            )
         for rec in receptacles:
             if goal.target_type and type_of(rec) == goal.target_type:
                 continue
             for item in know.seen.get(rec, []):
                 if type_of(item) == obj and item not in know.placed:
-                    return self._go_or(know, rec, f"take {item} from {rec}",
-                                       f"I saw a {item} on the {rec}; I take it.")
+                    return self._go_or(
+                        know, rec, f"take {item} from {rec}", f"I saw a {item} on the {rec}; I take it."
+                    )
         return self._explore(goal, know, receptacles, None)
 
-    def _explore(self, goal: Goal, know: Knowledge, receptacles: list[str],
-                 only: tuple[str, ...] | None) -> tuple[str, str]:
+    def _explore(
+        self, goal: Goal, know: Knowledge, receptacles: list[str], only: tuple[str, ...] | None
+    ) -> tuple[str, str]:
         prior = {} if only else OBJECTS[goal.object_type].prior
-        unseen = [r for r in receptacles if r not in know.seen and (only is None or type_of(r) in only)
-                  and not (only is None and type_of(r) == goal.target_type)]
+        unseen = [
+            r
+            for r in receptacles
+            if r not in know.seen
+            and (only is None or type_of(r) in only)
+            and not (only is None and type_of(r) == goal.target_type)
+        ]
         if not unseen:
             unseen = [r for r in receptacles if r not in know.seen]
         if not unseen:
@@ -168,8 +186,11 @@ class SearcherPolicy(Policy):
         unseen.sort(key=lambda r: -prior.get(type_of(r), 0.0))
         rec = unseen[0]
         what = LAMP if only else goal.object_type
-        reason = (f"A {what} is often found on a {type_of(rec)}; I check the {rec}." if prior.get(type_of(rec))
-                  else f"I have not looked at the {rec} yet; the {what} may be there.")
+        reason = (
+            f"A {what} is often found on a {type_of(rec)}; I check the {rec}."
+            if prior.get(type_of(rec))
+            else f"I have not looked at the {rec} yet; the {what} may be there."
+        )
         return self._go_or(know, rec, f"examine {rec}", reason)
 
 

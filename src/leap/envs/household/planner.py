@@ -33,7 +33,7 @@ def _candidate_plans(world: World) -> list[list[Op]]:
             return [[("light", lamp)] for lamp in lamps]
         objects = [o for o in s.where if type_of(o) == goal.object_type]
         prefix: list[Op] = [("putdown",)] if held is not None else []
-        return [prefix + [("fetch", o), ("light", lamp)] for o in objects for lamp in lamps]
+        return [[*prefix, ("fetch", o), ("light", lamp)] for o in objects for lamp in lamps]
 
     assert goal.target_type is not None
     done = set(world.satisfying_objects())
