@@ -48,7 +48,8 @@ def test_every_step_is_recorded(tiny_model) -> None:
 
 
 class CrashingHousehold(HouseholdEnv):
-    """Crashes on the third step of one task, and at reset of another."""
+    """Crashes on the third step of one task, at reset of another, and computing the privileged
+    state of a third."""
 
     def reset(self, task_id: str):
         if task_id == "valid/0004":
@@ -62,12 +63,18 @@ class CrashingHousehold(HouseholdEnv):
             raise RuntimeError("engine died")
         return super().step(action)
 
+    def privileged_state(self):
+        if self._task_id == "valid/0002" and self._steps == 1:
+            raise ValueError("planner bug")
+        return super().privileged_state()
+
 
 def test_a_crashing_environment_ends_only_its_episode() -> None:
     episodes = run_episodes(CrashingHousehold, TASKS, PlannerPolicy(), batch_size=3, show_progress=False)
     errors = {e.task_id: e.error for e in episodes if e.error}
-    assert set(errors) == {"valid/0001", "valid/0004"}
+    assert set(errors) == {"valid/0001", "valid/0002", "valid/0004"}
     assert "engine died" in errors["valid/0001"] and "broken game file" in errors["valid/0004"]
+    assert errors["valid/0002"].startswith("privileged_state: ValueError: planner bug")
     crashed = next(e for e in episodes if e.task_id == "valid/0001")
     assert crashed.n_actions == 2 and not crashed.success
     assert all(e.success for e in episodes if e.task_id not in errors)

@@ -14,8 +14,8 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from leap.envs.base import ActionSpace, Environment, StepResult
-from leap.policy import AgentView, Policy, Turn
+from leap.envs.base import ActionSpace, Environment
+from leap.policy import AgentView, Decision, Policy, Turn
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class Episode:
 
 @dataclass
 class _Slot:
+    index: int
     env: Environment
     episode: Episode
     observation: str
@@ -78,6 +79,135 @@ class _Slot:
 
 def _json_safe(info: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if isinstance(v, str | int | float | bool | list | dict | None)}
+
+
+def _close_quietly(env: Environment) -> None:
+    try:
+        env.close()
+    except Exception:  # best effort: the environment is being thrown away anyway
+        log.debug("close failed", exc_info=True)
+
+
+class _LockstepRunner:
+    """Keeps up to ``batch_size`` episodes in flight; each ``tick`` is one batched policy call."""
+
+    def __init__(
+        self,
+        make_env: Callable[[], Environment],
+        task_ids: Sequence[str],
+        policy: Policy,
+        horizon: int | None,
+        batch_size: int,
+        on_end: Callable[[int, Episode], None],
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.make_env, self.policy, self.horizon, self.batch_size = make_env, policy, horizon, batch_size
+        self.pending = list(enumerate(task_ids))[::-1]
+        self.on_end = on_end
+        self.slots: dict[int, _Slot] = {}
+        self.idle_envs: list[Environment] = []
+        self.n_steps = 0
+
+    def _end(self, slot: _Slot, error: str | None = None) -> None:
+        """Finish an episode. An environment that failed is closed and never reused."""
+        del self.slots[slot.index]
+        if error is None:
+            self.idle_envs.append(slot.env)
+        else:
+            log.warning("episode %s ended by an error: %s", slot.episode.episode_id, error.splitlines()[0])
+            slot.episode.error = error
+            _close_quietly(slot.env)
+        self.on_end(slot.index, slot.episode)
+
+    def fill(self) -> None:
+        while self.pending and len(self.slots) < self.batch_size:
+            index, task_id = self.pending.pop()
+            env = self.idle_envs.pop() if self.idle_envs else self.make_env()
+            slot = _Slot(
+                index, env, Episode(task_id, env.name, task_id, "", "", self.policy.name), "", ActionSpace()
+            )
+            self.slots[index] = slot
+            try:
+                slot.episode.category = env.category(task_id)
+                slot.observation = env.reset(task_id).observation
+                slot.episode.task = env.task
+                slot.space = env.action_space()
+            except Exception as exc:  # a broken task must not stop the others
+                self._end(slot, f"reset: {type(exc).__name__}: {exc}")
+
+    def tick(self) -> None:
+        """One batched policy call for every running episode, then one step of each."""
+        live: list[_Slot] = []
+        views: list[AgentView] = []
+        for index in sorted(self.slots):
+            slot = self.slots[index]
+            try:
+                privileged = slot.env.privileged_state() if self.policy.privileged else None
+            except Exception as exc:
+                self._end(slot, f"privileged_state: {type(exc).__name__}: {exc}")
+                continue
+            live.append(slot)
+            views.append(
+                AgentView(
+                    slot.episode.episode_id,
+                    slot.episode.task,
+                    slot.observation,
+                    slot.space,
+                    tuple(slot.turns),
+                    privileged,
+                )
+            )
+        if not live:
+            return
+        decisions = self.policy.act(views)
+        if len(decisions) != len(views):
+            raise RuntimeError(
+                f"{self.policy.name} returned {len(decisions)} decisions for {len(views)} views"
+            )
+        for slot, decision in zip(live, decisions, strict=True):
+            self._advance(slot, decision)
+
+    def _advance(self, slot: _Slot, decision: Decision) -> None:
+        ep = slot.episode
+        try:
+            result = slot.env.step(decision.action)
+        except Exception as exc:
+            self._end(
+                slot, f"step {len(ep.steps)}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+            )
+            return
+        ep.steps.append(
+            StepRecord(
+                t=len(ep.steps),
+                observation=slot.observation,
+                candidates=slot.space.to_record(),
+                action=decision.action,
+                reason=decision.reason,
+                raw=decision.raw,
+                prompt_sha=decision.prompt_sha,
+                valid=slot.space.is_valid(decision.action),
+                reward=result.reward,
+                done=result.done,
+                info=_json_safe(result.info),
+            )
+        )
+        slot.turns.append(Turn(slot.observation, decision.reason, decision.action))
+        ep.success, ep.score = result.success, result.reward
+        self.n_steps += 1
+        if result.done or len(ep.steps) >= (self.horizon or slot.env.horizon):
+            self._end(slot)
+            return
+        slot.observation = result.observation
+        try:
+            slot.space = slot.env.action_space()
+        except Exception as exc:
+            self._end(slot, f"action_space: {type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        for env in self.idle_envs:
+            _close_quietly(env)
+        self.idle_envs.clear()
 
 
 def run_episodes(
@@ -95,42 +225,7 @@ def run_episodes(
 
     ``on_episode`` is called as each episode finishes (to append it to a JSONL file, say).
     """
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    pending = list(enumerate(task_ids))[::-1]
     finished: dict[int, Episode] = {}
-    idle_envs: list[Environment] = []
-    slots: dict[int, _Slot] = {}
-
-    def finish(index: int, episode: Episode) -> None:
-        finished[index] = episode
-        if on_episode is not None:
-            on_episode(episode)
-        progress.advance(bar)
-
-    def start_next() -> None:
-        while pending and len(slots) < batch_size:
-            index, task_id = pending.pop()
-            env = idle_envs.pop() if idle_envs else make_env()
-            episode = Episode(task_id, env.name, task_id, "", "", policy.name)
-            try:
-                episode.category = env.category(task_id)
-                first: StepResult = env.reset(task_id)
-                episode.task = env.task
-                slots[index] = _Slot(env, episode, first.observation, env.action_space())
-            except Exception as exc:  # a broken task must not stop the others
-                log.warning("episode %s failed at reset: %s", task_id, exc)
-                episode.error = f"reset: {type(exc).__name__}: {exc}"
-                _discard(env)
-                finish(index, episode)
-                continue
-
-    def _discard(env: Environment) -> None:
-        try:
-            env.close()
-        except Exception:  # pragma: no cover - best effort
-            log.debug("close failed", exc_info=True)
-
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -140,76 +235,20 @@ def run_episodes(
     )
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         bar = progress.add_task(label, total=len(task_ids), steps=0)
-        n_steps = 0
-        start_next()
-        while slots:
-            order = sorted(slots)
-            views = []
-            for i in order:
-                slot = slots[i]
-                privileged = slot.env.privileged_state() if policy.privileged else None
-                views.append(
-                    AgentView(
-                        slot.episode.episode_id,
-                        slot.episode.task,
-                        slot.observation,
-                        slot.space,
-                        tuple(slot.turns),
-                        privileged,
-                    )
-                )
-            decisions = policy.act(views)
-            if len(decisions) != len(views):
-                raise RuntimeError(
-                    f"{policy.name} returned {len(decisions)} decisions for {len(views)} views"
-                )
-            for i, decision in zip(order, decisions, strict=True):
-                slot = slots[i]
-                ep, horizon_i = slot.episode, horizon or slot.env.horizon
-                try:
-                    result = slot.env.step(decision.action)
-                except Exception as exc:
-                    log.warning("episode %s crashed at step %d: %s", ep.episode_id, len(ep.steps), exc)
-                    ep.error = (
-                        f"step {len(ep.steps)}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
-                    )
-                    _discard(slot.env)
-                    del slots[i]
-                    finish(i, ep)
-                    continue
-                ep.steps.append(
-                    StepRecord(
-                        t=len(ep.steps),
-                        observation=slot.observation,
-                        candidates=slot.space.to_record(),
-                        action=decision.action,
-                        reason=decision.reason,
-                        raw=decision.raw,
-                        prompt_sha=decision.prompt_sha,
-                        valid=slot.space.is_valid(decision.action),
-                        reward=result.reward,
-                        done=result.done,
-                        info=_json_safe(result.info),
-                    )
-                )
-                slot.turns.append(Turn(slot.observation, decision.reason, decision.action))
-                ep.success, ep.score = result.success, result.reward
-                n_steps += 1
-                if result.done or len(ep.steps) >= horizon_i:
-                    idle_envs.append(slot.env)
-                    del slots[i]
-                    finish(i, ep)
-                else:
-                    slot.observation = result.observation
-                    try:
-                        slot.space = slot.env.action_space()
-                    except Exception as exc:
-                        ep.error = f"action_space: {type(exc).__name__}: {exc}"
-                        _discard(slot.env)
-                        del slots[i]
-                        finish(i, ep)
-            progress.update(bar, steps=n_steps)
-            start_next()
-    for env in idle_envs:
-        _discard(env)
+
+        def on_end(index: int, episode: Episode) -> None:
+            finished[index] = episode
+            if on_episode is not None:
+                on_episode(episode)
+            progress.advance(bar)
+
+        runner = _LockstepRunner(make_env, task_ids, policy, horizon, batch_size, on_end)
+        try:
+            runner.fill()
+            while runner.slots:
+                runner.tick()
+                progress.update(bar, steps=runner.n_steps)
+                runner.fill()
+        finally:
+            runner.close()
     return [finished[i] for i in range(len(task_ids))]
