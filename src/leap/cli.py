@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-console = Console()
+# Logs and CI capture output to files, where rich would fall back to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 @app.callback()

@@ -14,6 +14,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes private files; results are meant to be shared
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
