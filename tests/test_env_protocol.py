@@ -118,7 +118,11 @@ def test_free_form_rule_validates_whole_action() -> None:
     listed = ActionSpace(choices=("click[buy]",), free_form=FreeFormRule(r"search\[.+\]", "search[query]"))
     assert listed.is_valid("click[buy]") and listed.is_valid("search[red shoes]")
     assert not listed.is_valid("click[sell]")
-    assert listed.to_record() == {"choices": ["click[buy]"], "free_form": r"search\[.+\]"}
+    assert listed.to_record() == {
+        "choices": ["click[buy]"],
+        "free_form": {"pattern": r"search\[.+\]", "description": "search[query]"},
+    }
+    assert ActionSpace.from_record(listed.to_record()) == listed
 
 
 def test_clear_errors_for_unknown_names() -> None:

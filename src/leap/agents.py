@@ -51,22 +51,28 @@ class PromptSettings:
             raise ValueError(f"unknown prompt style {self.style!r}; use one of {PROMPT_STYLES}")
 
 
-def render_prompt(view: AgentView, settings: PromptSettings) -> Conversation:
-    """The chat messages for one step: system instructions and a compact user message."""
-    env = prompt_environment()
+def step_context(view: AgentView, settings: PromptSettings) -> dict[str, Any]:
+    """Template variables for one step: the task, the recent history as (action, result) pairs,
+    the current observation and the candidates. Student and teacher prompts share it."""
     observations = [t.observation for t in view.history] + [view.observation]
     steps = [{"action": t.action, "result": observations[i + 1]} for i, t in enumerate(view.history)]
     shown = steps[-settings.history_steps :] if settings.history_steps > 0 else []
     space = view.action_space
-    user = env.get_template("agent/user.j2").render(
-        task=view.task,
-        observation=view.observation,
-        history=shown,
-        omitted=len(steps) - len(shown),
-        choices=space.choices,
-        free_form=space.free_form.description if space.free_form else "",
-        max_observation_chars=settings.max_observation_chars,
-    )
+    return {
+        "task": view.task,
+        "observation": view.observation,
+        "history": shown,
+        "omitted": len(steps) - len(shown),
+        "choices": space.choices,
+        "free_form": space.free_form.description if space.free_form else "",
+        "max_observation_chars": settings.max_observation_chars,
+    }
+
+
+def render_prompt(view: AgentView, settings: PromptSettings) -> Conversation:
+    """The chat messages for one step: system instructions and a compact user message."""
+    env = prompt_environment()
+    user = env.get_template("agent/user.j2").render(**step_context(view, settings))
     system = env.get_template(f"agent/system_{settings.style}.j2").render()
     return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
 

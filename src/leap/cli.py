@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -102,6 +103,98 @@ def eval_command(
         raise _fail(str(exc)) from None
     console.print(results_table(summary, f"{env} · {split} · {policy}"))
     console.print(f"wrote {out_dir}/episodes.jsonl and summary.json ({summary['wall_seconds']:.1f} s)")
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    result: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"--set expects KEY=VALUE, got {pair!r}")
+        result[key.strip()] = yaml.safe_load(value)
+    return result
+
+
+@app.command("run")
+def run_command(
+    config: Annotated[Path, typer.Argument(help="Run configuration (YAML).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and check the parts; do not run.")
+    ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key, e.g. --set loop.iterations=1 (repeatable)."),
+    ] = None,
+) -> None:
+    """Run LEAP: behaviour cloning, LEAP iterations, best-iteration selection and a test
+    evaluation. Killed runs resume where they stopped when run again."""
+    from leap.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config, _overrides(set_))
+    except ConfigError as exc:
+        raise _fail(f"config error: {exc}") from None
+    if dry_run:
+        _print_plan(cfg)
+        return
+    from leap.loop import LeapRun
+
+    started = time.perf_counter()
+    summary = LeapRun(cfg, on_stage=lambda m: console.rule(f"[bold]{m}")).run()
+    _print_run_summary(summary)
+    console.print(
+        f"run directory: {cfg.run_dir}  ({(time.perf_counter() - started) / 60:.1f} min this session)"
+    )
+
+
+def _print_plan(cfg: Any) -> None:
+    from leap.plan import plan_rows, run_checks
+
+    table = Table(title=f"plan · {cfg.name}", title_justify="left", show_header=False)
+    table.add_column("stage", style="bold")
+    table.add_column("what")
+    for stage, what in plan_rows(cfg):
+        table.add_row(stage, what)
+    console.print(table)
+    checks = run_checks(cfg)
+    marks = {True: "[green]ok[/green]", False: "[red]FAIL[/red]", None: "[yellow]skipped[/yellow]"}
+    for check in checks:
+        console.print(f"{marks[check.ok]:>24}  {check.what}: {check.detail}")
+    if any(c.ok is False for c in checks):
+        raise typer.Exit(code=1)
+
+
+def _print_run_summary(summary: dict[str, Any]) -> None:
+    table = Table(
+        title=f"{summary['name']} · best iteration {summary['best_iteration']}", title_justify="left"
+    )
+    for col in (
+        "iteration",
+        "valid success %",
+        "valid #actions",
+        "test success %",
+        "test #actions",
+        "test invalid %",
+    ):
+        table.add_column(col, justify="right")
+    for row in summary["iterations"]:
+        v, t = row["valid"], row["test"]
+        label = "BC (0)" if row["iteration"] == 0 else str(row["iteration"])
+        if row["iteration"] == summary["best_iteration"]:
+            label += " *"
+        table.add_row(
+            label,
+            f"{100 * v['success_rate']:.1f}",
+            f"{v['mean_actions']:.2f}",
+            f"{100 * t['success_rate']:.1f}" if t else "",
+            f"{t['mean_actions']:.2f}" if t else "",
+            f"{100 * t['invalid_action_rate']:.1f}" if t else "",
+        )
+    console.print(table)
+    if summary.get("stopped_early"):
+        console.print(f"[yellow]stopped early:[/yellow] {summary['stopped_early']}")
 
 
 @app.command("envs")

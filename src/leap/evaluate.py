@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -12,7 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from leap.envs.registry import make_env
-from leap.io import append_jsonl, atomic_write_json
+from leap.io import append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl
 from leap.policy import Policy
 from leap.rollout import Episode, run_episodes
 
@@ -70,29 +69,41 @@ def evaluate(
     policy: Policy,
     *,
     n: int | None = None,
+    offset: int = 0,
     out_dir: str | Path | None = None,
     batch_size: int = 16,
     horizon: int | None = None,
     env_options: dict[str, Any] | None = None,
     show_progress: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run ``policy`` on the first ``n`` tasks of ``split``; write episodes.jsonl and summary.json.
+    """Run ``policy`` on ``n`` tasks of ``split`` from ``offset`` (wrapping around the split);
+    write episodes.jsonl and summary.json into ``out_dir``.
 
     Episodes are appended to ``episodes.jsonl.partial`` as they finish and the file is renamed
-    when all are done, so a reader never sees a half-finished evaluation as complete.
+    when all are done, so a reader never takes a half-finished evaluation for a complete one.
+    With ``resume``, episodes already in the partial file are kept and not run again.
     """
     options = env_options or {}
     probe = make_env(env_name, **options)
-    task_ids = list(probe.task_ids(split))[: n if n is not None else None]
+    ids = list(probe.task_ids(split))
     probe.close()
+    count = len(ids) if n is None else n
+    task_ids = [ids[(offset + i) % len(ids)] for i in range(min(count, len(ids)))]
     out = Path(out_dir) if out_dir is not None else None
     partial = out / "episodes.jsonl.partial" if out else None
-    if partial is not None:
-        partial.unlink(missing_ok=True)
+    done: dict[str, Episode] = {}
+    if partial is not None and partial.exists():
+        if resume:
+            done = {r["task_id"]: Episode.from_record(r) for r in read_jsonl(partial)}
+            atomic_write_jsonl(partial, [e.to_record() for e in done.values()])  # drop a torn last line
+        else:
+            partial.unlink()
+    todo = [t for t in task_ids if t not in done]
     started = time.perf_counter()
-    episodes = run_episodes(
+    fresh = run_episodes(
         lambda: make_env(env_name, **options),
-        task_ids,
+        todo,
         policy,
         horizon=horizon,
         batch_size=batch_size,
@@ -101,6 +112,8 @@ def evaluate(
         label=f"{env_name}/{split} · {policy.name}",
     )
     elapsed = time.perf_counter() - started
+    done.update((e.task_id, e) for e in fresh)
+    episodes = [done[t] for t in task_ids]
     summary = {
         "env": env_name,
         "split": split,
@@ -112,6 +125,7 @@ def evaluate(
     if model is not None:
         summary["usage"] = model.usage.to_dict()
     if out is not None and partial is not None:
-        os.replace(partial, out / "episodes.jsonl")
+        atomic_write_jsonl(out / "episodes.jsonl", [e.to_record() for e in episodes])
+        partial.unlink(missing_ok=True)
         atomic_write_json(out / "summary.json", summary)
     return summary

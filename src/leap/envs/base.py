@@ -70,10 +70,16 @@ class ActionSpace:
         return self.free_form is not None and self.free_form.accepts(action)
 
     def to_record(self) -> dict[str, Any]:
+        rule = self.free_form
         return {
             "choices": list(self.choices),
-            "free_form": None if self.free_form is None else self.free_form.pattern,
+            "free_form": None if rule is None else {"pattern": rule.pattern, "description": rule.description},
         }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ActionSpace:
+        rule = record.get("free_form")
+        return cls(tuple(record.get("choices", ())), FreeFormRule(**rule) if rule else None)
 
 
 @dataclass
@@ -95,15 +101,31 @@ class StepResult:
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A privileged fact, for the leakage audit.
+
+    A teacher's reason leaks it when it matches ``pattern`` (a case-insensitive regular expression
+    searched in the whole reason; bound it to one sentence with ``[^.;]*`` where that matters)
+    while ``evidence`` has not yet appeared in anything the student observed; ``evidence=None``
+    means the student can never observe it (a gold command, say).
+    """
+
+    pattern: str
+    evidence: str | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class PrivilegedState:
     """Facts about the current task that the student never sees.
 
     ``text`` is rendered into teacher prompts; ``data`` is the same content in structured form for
-    programmatic teachers and for the leakage audit.
+    programmatic teachers; ``secrets`` are what the leakage audit looks for in teacher reasons.
     """
 
     text: str
     data: dict[str, Any]
+    secrets: tuple[Secret, ...] = ()
 
 
 class Environment(ABC):
@@ -161,3 +183,9 @@ class Environment(ABC):
     def experts(cls) -> dict[str, Callable[[], Policy]]:
         """Programmatic policies shipped with the environment, by name (e.g. planner, searcher)."""
         return {}
+
+    @classmethod
+    def programmatic_teacher(cls, privilege: int) -> Policy | None:
+        """A privileged policy whose decisions are corrections at the given privilege level
+        (0, 25, 50, 75, 100), with templated reasons; None if the environment has none."""
+        return None

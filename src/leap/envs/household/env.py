@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from leap.envs.base import ActionSpace, Environment, PrivilegedState, StepResult
+from leap.envs.base import ActionSpace, Environment, PrivilegedState, Secret, StepResult
 from leap.envs.household.catalog import APPLIANCE
 from leap.envs.household.planner import optimal_plan
 from leap.envs.household.tasks import (
@@ -115,13 +116,32 @@ class HouseholdEnv(Environment):
             f"Receptacles involved: {'; '.join(f'{r} ({why})' for r, why in involved.items()) or 'none'}\n"
             f"Optimal remaining actions: {' > '.join(plan) if plan else 'none (goal reached)'}"
         )
-        return PrivilegedState(text=text, data=data)
+        secrets = []
+        for o in objects:
+            if o["location"] == "in your hand":
+                continue
+            name, at = re.escape(o["name"]), re.escape(o["location"])
+            secrets.append(Secret(rf"\b{name}\b", evidence=o["name"], label=f"{o['name']} (object id)"))
+            secrets.append(
+                Secret(
+                    rf"\b{re.escape(goal.object_type)}\b[^.;]*\b{at}\b",
+                    evidence=o["name"],
+                    label=f"{o['name']} is at {o['location']}",
+                )
+            )
+        return PrivilegedState(text=text, data=data, secrets=tuple(secrets))
 
     @classmethod
     def experts(cls) -> dict[str, Callable[[], Policy]]:
         from leap.envs.household.experts import PlannerPolicy, SearcherPolicy
 
         return {"planner": PlannerPolicy, "searcher": SearcherPolicy}
+
+    @classmethod
+    def programmatic_teacher(cls, privilege: int) -> Policy:
+        from leap.envs.household.teacher import HouseholdTeacherPolicy
+
+        return HouseholdTeacherPolicy(privilege)
 
 
 @register_env("household")

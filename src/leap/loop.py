@@ -1,0 +1,409 @@
+"""The LEAP loop, staged and resumable.
+
+    iteration 0: demonstrations -> samples D_0 -> train pi_0 -> evaluate on validation
+    iteration i: roll out pi_{i-1} on fresh training tasks -> the privileged teacher corrects the
+                 failed episodes -> samples D_i -> train pi_i on D_0 ∪ ... ∪ D_i -> evaluate
+    finally:     pick the best iteration on validation -> evaluate it (and BC) on the test split
+
+Every stage writes its output into ``RUN/iter_k/`` atomically and is skipped when that output
+exists, so ``leap run CONFIG`` after a kill resumes at the first unfinished stage. Rollouts also
+resume mid-way (finished episodes are kept), and teacher requests are cached on disk by content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from leap.agents import LLMPolicy
+from leap.config import RunConfig
+from leap.data import Sample, aggregate, export, load_samples, make_sample
+from leap.envs.base import Environment
+from leap.envs.registry import env_factory
+from leap.evaluate import evaluate
+from leap.io import append_jsonl, atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from leap.models.base import ChatModel
+from leap.models.cache import CachedChatModel
+from leap.models.registry import load_chat_model, resolve_model_path
+from leap.policy import Policy
+from leap.rollout import Episode
+from leap.teachers import Budget, BudgetExceeded, EpisodeCorrection, LLMTeacher, ProgrammaticTeacher, Teacher
+from leap.train import TrainSettings, train_adapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IterationResult:
+    iteration: int
+    valid: dict[str, Any]
+
+
+class LeapRun:
+    """One run directory and the stages that fill it."""
+
+    def __init__(self, config: RunConfig, *, on_stage: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.dir = config.run_dir
+        self.on_stage = on_stage or (lambda message: log.info("%s", message))
+        self.prompt = config.student.prompt.settings()
+        self._teacher_model: ChatModel | None = None
+
+    # -- small helpers ---------------------------------------------------------------------------
+    def iter_dir(self, k: int) -> Path:
+        return self.dir / f"iter_{k}"
+
+    def make_env(self) -> Environment:
+        return env_factory(self.config.env.name)(**self.config.env.options)
+
+    def _metric(self, iteration: int | str, stage: str, **values: Any) -> None:
+        append_jsonl(
+            self.dir / "metrics.jsonl",
+            {"iteration": iteration, "stage": stage, "time": time.time(), **values},
+        )
+
+    def _student(self, adapter: Path | None, temperature: float) -> LLMPolicy:
+        s = self.config.student
+        spec = str(adapter) if adapter is not None else s.model
+        model = load_chat_model(spec, device=s.device, dtype=s.dtype, batch_size=s.batch_size)
+        return LLMPolicy(
+            model,
+            prompt=self.prompt,
+            temperature=temperature,
+            max_new_tokens=s.max_new_tokens,
+            seed=self.config.seed,
+            name=spec,
+        )
+
+    def adapter(self, k: int) -> Path:
+        return self.iter_dir(k) / "adapter"
+
+    # -- stages ----------------------------------------------------------------------------------
+    def _rollout(
+        self, out: Path, split: str, policy: Policy, n: int | None, offset: int = 0
+    ) -> dict[str, Any]:
+        if (out / "summary.json").exists():
+            return json.loads((out / "summary.json").read_text())
+        return evaluate(
+            self.config.env.name,
+            split,
+            policy,
+            n=n,
+            offset=offset,
+            out_dir=out,
+            batch_size=self.config.student.batch_size,
+            horizon=self.config.env.horizon,
+            env_options=self.config.env.options,
+            resume=True,
+        )
+
+    def demonstrations(self) -> list[Episode]:
+        """Iteration 0's episodes: an expert's rollouts, or logs from a JSONL file."""
+        d, out = self.config.demos, self.iter_dir(0) / "demos"
+        if d.source == "file":
+            if d.path is None or not d.path.is_file():
+                raise FileNotFoundError(f"demos.path: no such file {d.path}")
+            return [Episode.from_record(r) for r in read_jsonl(d.path)][: d.n_episodes]
+        env_cls = type(self.make_env())
+        if d.expert == "teacher":
+            expert = env_cls.programmatic_teacher(self.config.teacher.privilege)
+            if expert is None:
+                raise ValueError(f"{self.config.env.name} has no programmatic teacher; set demos.expert")
+        else:
+            experts = env_cls.experts()
+            if d.expert not in experts:
+                raise ValueError(f"demos.expert: {self.config.env.name} has no expert {d.expert!r}")
+            expert = experts[d.expert]()
+        self._rollout(out, self.config.env.train_split, expert, d.n_episodes)
+        return [Episode.from_record(r) for r in read_jsonl(out / "episodes.jsonl")]
+
+    def demo_samples(self) -> list[Sample]:
+        path = self.iter_dir(0) / "samples.jsonl"
+        if path.exists():
+            return load_samples([path])
+        self.on_stage("iteration 0 · demonstrations")
+        episodes = [e for e in self.demonstrations() if e.success and e.error is None]
+        if self.config.demos.reasons == "llm":
+            from leap.teachers.labelling import label_reasons
+
+            episodes = label_reasons(episodes, self.teacher_model(), self.prompt)
+        samples = [
+            make_sample(
+                e,
+                t,
+                iteration=0,
+                teacher=f"demo:{self.config.demos.expert}",
+                reason=s.reason,
+                action=s.action,
+                settings=self.prompt,
+            )
+            for e in episodes
+            for t, s in enumerate(e.steps)
+        ]
+        atomic_write_jsonl(path, [s.to_record() for s in samples])
+        self._metric(0, "demos", episodes=len(episodes), samples=len(samples))
+        return samples
+
+    def teacher_model(self) -> ChatModel:
+        """The LLM teacher's model behind the on-disk request cache (loaded once)."""
+        if self._teacher_model is None:
+            t = self.config.teacher
+            if t.model is None:
+                raise ValueError("teacher.model must name a model for an llm teacher or LLM-labelled reasons")
+            options: dict[str, Any] = (
+                {"base_url": t.base_url, "api_key_env": t.api_key_env, "max_concurrency": t.max_concurrency}
+                if t.model.startswith("openai:")
+                else {"device": self.config.student.device, "dtype": self.config.student.dtype}
+            )
+            self._teacher_model = CachedChatModel(
+                load_chat_model(t.model, **options), self.dir / "teacher_cache.jsonl"
+            )
+        return self._teacher_model
+
+    def teacher(self, k: int) -> Teacher:
+        t, b = self.config.teacher, self.config.budget
+        if t.kind == "programmatic":
+            policy = type(self.make_env()).programmatic_teacher(t.privilege)
+            if policy is None:
+                raise ValueError(f"{self.config.env.name} has no programmatic teacher; use teacher.kind llm")
+            return ProgrammaticTeacher(policy)
+        budget = Budget(b.max_teacher_tokens, b.max_cost_usd, b.price_input_per_m, b.price_output_per_m)
+        if t.kind == "self":
+            student = self._student(self.adapter(k - 1), t.temperature).model
+            model: ChatModel = CachedChatModel(student, self.dir / "teacher_cache.jsonl")
+            name = f"self(iter_{k - 1})@{t.privilege}/{t.mode}"
+        else:
+            model, name = self.teacher_model(), None
+        return LLMTeacher(
+            model,
+            mode=t.mode,
+            privilege=t.privilege,
+            max_retries=t.max_retries,
+            temperature=t.temperature,
+            max_new_tokens=t.max_new_tokens,
+            seed=self.config.seed,
+            drop_leaks=t.leakage == "drop",
+            budget=budget,
+            name=name,
+        )
+
+    def corrections(self, k: int, episodes: list[Episode]) -> list[EpisodeCorrection]:
+        path = self.iter_dir(k) / "corrections.jsonl"
+        if path.exists():
+            return [EpisodeCorrection.from_record(r) for r in read_jsonl(path)]
+        failed = [
+            e
+            for e in episodes
+            if e.score < self.config.loop.failure_threshold and e.error is None and e.steps
+        ]
+        self.on_stage(f"iteration {k} · teacher corrects {len(failed)} failed episodes")
+        teacher = self.teacher(k)
+        model = getattr(teacher, "model", None)
+        before = model.usage.to_dict() if model is not None else {}
+        corrections = teacher.correct(failed, self.make_env)
+        atomic_write_jsonl(path, [c.to_record() for c in corrections])
+        rejections: Counter[str] = Counter()
+        for c in corrections:
+            rejections.update(c.rejections)
+        accepted = [s for c in corrections for s in c.steps]
+        usage = model.usage.to_dict() if model is not None else {}
+        spent = {key: usage[key] - before.get(key, 0) for key in usage}
+        b = self.config.budget
+        stats = {
+            "teacher": teacher.name,
+            "episodes_corrected": len(corrections),
+            "steps_accepted": len(accepted),
+            "steps_rejected": sum(rejections.values()),
+            "rejections": dict(rejections),
+            "leaked_steps": sum(bool(s.leaks) for s in accepted),
+            "leakage_rate": sum(bool(s.leaks) for s in accepted) / len(accepted) if accepted else 0.0,
+            "usage": spent,
+            "cache_hits": getattr(model, "hits", 0),
+            "cost_usd": (
+                spent.get("prompt_tokens", 0) * b.price_input_per_m
+                + spent.get("completion_tokens", 0) * b.price_output_per_m
+            )
+            / 1e6,
+        }
+        atomic_write_json(self.iter_dir(k) / "teacher_stats.json", stats)
+        self._metric(k, "correct", **stats)
+        return corrections
+
+    def correction_samples(self, k: int) -> list[Sample]:
+        path = self.iter_dir(k) / "samples.jsonl"
+        if path.exists():
+            return load_samples([path])
+        offset = (k - 1) * self.config.loop.rollouts_per_iteration
+        self.on_stage(
+            f"iteration {k} · student rollouts on {self.config.env.train_split} "
+            f"tasks {offset}..{offset + self.config.loop.rollouts_per_iteration - 1}"
+        )
+        policy = self._student(self.adapter(k - 1), self.config.student.temperature)
+        summary = self._rollout(
+            self.iter_dir(k) / "rollout",
+            self.config.env.train_split,
+            policy,
+            self.config.loop.rollouts_per_iteration,
+            offset=offset,
+        )
+        self._metric(k, "rollout", **_headline(summary))
+        episodes = [
+            Episode.from_record(r) for r in read_jsonl(self.iter_dir(k) / "rollout" / "episodes.jsonl")
+        ]
+        by_id = {e.episode_id: e for e in episodes}
+        samples = []
+        for correction in self.corrections(k, episodes):
+            episode = by_id[correction.episode_id]
+            for s in correction.steps:
+                samples.append(
+                    make_sample(
+                        episode,
+                        s.step,
+                        iteration=k,
+                        teacher=correction.teacher,
+                        reason=s.reason,
+                        action=s.action,
+                        settings=self.prompt,
+                        rejected=episode.steps[s.step].raw,
+                        leaked=bool(s.leaks),
+                    )
+                )
+        atomic_write_jsonl(path, [s.to_record() for s in samples])
+        return samples
+
+    def train(self, k: int, per_iteration: list[list[Sample]]) -> None:
+        if (self.adapter(k) / "adapter_config.json").exists():
+            return
+        cfg, loop = self.config.train, self.config.loop
+        union = aggregate(per_iteration, loop.cap_per_iteration)
+        if not union:
+            raise RuntimeError(f"iteration {k}: no training samples (did every demonstration fail? "
+                               "check env.horizon and demos)")
+        data_file = self.iter_dir(k) / "train" / f"{cfg.rule}.jsonl"
+        rule = cfg.rule if k > 0 else "sft"  # demonstrations have no rejected replies: BC is SFT
+        rows = export(union, rule, data_file)
+        self.on_stage(f"iteration {k} · {rule} on {rows} rows (iterations 0..{k})")
+        init = self.adapter(k - 1) if k > 0 and loop.init == "previous" else None
+        settings = TrainSettings(
+            rule=rule,
+            lora_r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.target_modules,
+            learning_rate=cfg.learning_rate,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            max_length=cfg.max_length,
+            beta=cfg.beta,
+            bf16=cfg.bf16,
+            gradient_checkpointing=cfg.gradient_checkpointing,
+            device=cfg.device,
+            seed=self.config.seed + k,
+            extra={"max_steps": cfg.max_steps} if cfg.max_steps else {},
+        )
+        metrics = train_adapter(
+            resolve_model_path(self.config.student.model),
+            data_file,
+            self.adapter(k),
+            settings,
+            init_adapter=init,
+        )
+        self._metric(
+            k,
+            "train",
+            rows=rows,
+            samples=len(union),
+            **{key: metrics[key] for key in ("steps", "train_loss", "train_runtime_s")},
+            loss_curve=metrics["loss_curve"],
+        )
+
+    def validate(self, k: int) -> dict[str, Any]:
+        out = self.iter_dir(k) / "eval_valid"
+        done = (out / "summary.json").exists()
+        if not done:
+            self.on_stage(f"iteration {k} · validation on {self.config.env.valid_split}")
+        summary = self._rollout(
+            out,
+            self.config.env.valid_split,
+            self._student(self.adapter(k), self.config.student.eval_temperature),
+            self.config.env.n_valid,
+        )
+        if not done:
+            self._metric(k, "valid", **_headline(summary), per_category=summary["per_category"])
+        return summary
+
+    def test(self, k: int) -> dict[str, Any]:
+        out = self.dir / "final" / f"test_iter_{k}"
+        done = (out / "summary.json").exists()
+        if not done:
+            self.on_stage(f"final · iteration {k} on {self.config.env.test_split}")
+        summary = self._rollout(
+            out,
+            self.config.env.test_split,
+            self._student(self.adapter(k), self.config.student.eval_temperature),
+            self.config.env.n_test,
+        )
+        if not done:
+            self._metric(k, "test", **_headline(summary), per_category=summary["per_category"])
+        return summary
+
+    # -- the whole run ---------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            self.dir / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+        )
+        per_iteration: list[list[Sample]] = []
+        results: list[IterationResult] = []
+        stopped = None
+        try:
+            for k in range(self.config.loop.iterations + 1):
+                per_iteration.append(self.demo_samples() if k == 0 else self.correction_samples(k))
+                self.train(k, per_iteration)
+                results.append(IterationResult(k, self.validate(k)))
+        except BudgetExceeded as exc:
+            stopped = str(exc)
+            log.warning("stopping: %s", exc)
+        if not results:
+            raise RuntimeError(f"the run stopped before any model was trained: {stopped}")
+        best = max(
+            results,
+            key=lambda r: (
+                r.valid["success_rate"],
+                r.valid["mean_score"],
+                -r.valid["mean_actions"],
+                -r.iteration,
+            ),
+        )
+        tests = {0: self.test(0)}
+        if best.iteration != 0:
+            tests[best.iteration] = self.test(best.iteration)
+        summary = {
+            "name": self.config.name,
+            "best_iteration": best.iteration,
+            "stopped_early": stopped,
+            "iterations": [
+                {
+                    "iteration": r.iteration,
+                    "valid": _headline(r.valid),
+                    "test": _headline(tests[r.iteration]) if r.iteration in tests else None,
+                }
+                for r in results
+            ],
+        }
+        atomic_write_json(self.dir / "summary.json", summary)
+        return summary
+
+
+def _headline(summary: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n_episodes", "success_rate", "mean_score", "mean_actions", "invalid_action_rate", "n_errored")
+    return {k: summary[k] for k in keys}

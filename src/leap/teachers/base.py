@@ -1,0 +1,57 @@
+"""The teacher protocol: failed episodes in, validated corrections out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from leap.envs.base import Environment
+from leap.rollout import Episode
+
+
+@dataclass
+class StepCorrection:
+    step: int
+    reason: str
+    action: str
+    #: labels of the privileged facts the leakage audit found in the reason
+    leaks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EpisodeCorrection:
+    """What a teacher made of one episode: accepted steps, and rejected ones counted by cause."""
+
+    episode_id: str
+    teacher: str
+    steps: list[StepCorrection] = field(default_factory=list)
+    rejections: Counter[str] = field(default_factory=Counter)
+    summary: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["rejections"] = dict(self.rejections)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> EpisodeCorrection:
+        return cls(
+            episode_id=record["episode_id"],
+            teacher=record["teacher"],
+            steps=[StepCorrection(**s) for s in record["steps"]],
+            rejections=Counter(record["rejections"]),
+            summary=record.get("summary", ""),
+        )
+
+
+class Teacher(ABC):
+    name: str = "teacher"
+
+    @abstractmethod
+    def correct(
+        self, episodes: Sequence[Episode], make_env: Callable[[], Environment]
+    ) -> list[EpisodeCorrection]:
+        """Corrections for each episode, in order. Never raises on a bad reply: it rejects."""

@@ -1,0 +1,53 @@
+"""Corrections from the environment's own privileged policy (no model, no cost)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from leap.envs.base import Environment
+from leap.policy import Policy
+from leap.rollout import Episode
+from leap.teachers.base import EpisodeCorrection, StepCorrection, Teacher
+from leap.teachers.leakage import audit
+from leap.teachers.replay import ReplayMismatch, replay
+from leap.teachers.validation import validate_step
+
+log = logging.getLogger(__name__)
+
+
+class ProgrammaticTeacher(Teacher):
+    """Replays each failed episode and asks the privileged policy what to do at every step."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.name = policy.name
+
+    def correct(
+        self, episodes: Sequence[Episode], make_env: Callable[[], Environment]
+    ) -> list[EpisodeCorrection]:
+        env = make_env()
+        out = []
+        try:
+            for episode in episodes:
+                result = EpisodeCorrection(episode.episode_id, self.name)
+                try:
+                    views = replay(env, episode)
+                except ReplayMismatch as exc:
+                    log.warning("%s", exc)
+                    result.rejections["replay_mismatch"] += len(episode.steps)
+                    out.append(result)
+                    continue
+                result.rejections["replay_mismatch"] += len(episode.steps) - len(views)
+                for view, decision in zip(views, self.policy.act(views), strict=True):
+                    t = len(view.history)
+                    checked = validate_step(
+                        f"REASON: {decision.reason}\nACTION: {decision.action}", view.action_space, t
+                    )
+                    result.rejections.update(checked.rejections)
+                    for step, (reason, action) in checked.steps.items():
+                        result.steps.append(StepCorrection(step, reason, action, audit(reason, view)))
+                out.append(result)
+        finally:
+            env.close()
+        return out

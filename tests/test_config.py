@@ -1,0 +1,65 @@
+"""Run configs: validation with one clear line naming the key, overrides, shipped configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from leap.cli import app
+from leap.config import ConfigError, load_config, parse_config
+
+CONFIGS = sorted(Path(__file__).parent.parent.glob("configs/**/*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "x", "train": {"lr": 1}}, "train.lr: unknown key"),
+        ({"name": "x", "teacher": {"privilege": 30}}, "teacher.privilege: Input should be 0, 25, 50, 75 or 100"),
+        ({"name": "x", "train": {"rule": "ppo"}}, "train.rule: Input should be 'sft', 'dpo' or 'kto'"),
+        ({"name": "x", "loop": {"iterations": -1}}, "loop.iterations: Input should be greater than or equal to 0"),
+        ({"train": {}}, "name: Field required"),
+        ({"name": "a/b"}, "name: Value error, must be a plain directory name"),
+    ],
+)
+def test_bad_configs_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "c.yaml")
+    assert str(info.value).startswith(f"c.yaml: {message}")
+    assert "\n" not in str(info.value)
+
+
+def test_overrides_and_files(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\nloop: {iterations: 3}\n")
+    config = load_config(path, {"loop.iterations": 1, "train.rule": "kto"})
+    assert config.loop.iterations == 1 and config.train.rule == "kto"
+    assert config.run_dir == Path("runs/x")
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\nteacher: {kind: oracle}\n")
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "config error:" in result.output and "teacher.kind:" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_shipped_configs_pass_dry_run(path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "environment" in result.output and "FAIL" not in result.output
+
+
+def test_paper_configs_exist() -> None:
+    assert any("paper" in str(p) for p in CONFIGS)

@@ -1,0 +1,192 @@
+"""The LEAP loop end to end on the tiny model: stages, lineage, aggregation, resume, DPO/KTO."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from leap.cli import app
+from leap.config import load_config
+from leap.io import read_jsonl
+from leap.loop import LeapRun
+
+TINY = {
+    "seed": 0,
+    "env": {"name": "household", "horizon": 12, "n_valid": 3, "n_test": 3,
+            "options": {"split_sizes": {"train": 40, "valid": 6, "test_ood": 6}}},
+    "student": {"model": "tiny-random", "max_new_tokens": 8, "batch_size": 8, "dtype": "float32", "device": "cpu",
+                "prompt": {"style": "student", "history_steps": 2}},
+    "teacher": {"kind": "programmatic", "privilege": 50},
+    "demos": {"n_episodes": 3},
+    "loop": {"iterations": 2, "rollouts_per_iteration": 3},
+    "train": {"lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-3, "max_steps": 2, "batch_size": 2,
+              "max_length": 512, "bf16": False, "device": "cpu"},
+}
+
+
+def _config(tmp_path: Path, name: str, **sections: dict) -> Path:
+    data = json.loads(json.dumps(TINY))
+    for section, values in sections.items():
+        data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
+    data.update(name=name, output_dir=str(tmp_path / "runs"))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _files(run: Path) -> dict[str, str]:
+    return {str(p.relative_to(run)): p.read_text() for p in sorted(run.rglob("*.jsonl"))
+            if "metrics" not in p.name and "cache" not in p.name}
+
+
+def test_every_stage_runs_and_writes_its_outputs(tmp_path) -> None:
+    config = load_config(_config(tmp_path, "full"))
+    summary = LeapRun(config).run()
+    run = config.run_dir
+    assert [r["iteration"] for r in summary["iterations"]] == [0, 1, 2]
+    for k in (0, 1, 2):
+        assert (run / f"iter_{k}" / "adapter" / "adapter_config.json").exists()
+        assert (run / f"iter_{k}" / "adapter" / "train_metrics.json").exists()
+        assert json.loads((run / f"iter_{k}" / "eval_valid" / "summary.json").read_text())["n_episodes"] == 3
+    for k in (1, 2):
+        assert len(list(read_jsonl(run / f"iter_{k}" / "rollout" / "episodes.jsonl"))) == 3
+        stats = json.loads((run / f"iter_{k}" / "teacher_stats.json").read_text())
+        assert stats["episodes_corrected"] == 3  # a random student fails everything
+        assert stats["steps_accepted"] == 36 and stats["leakage_rate"] == 0.0
+    # fresh training tasks in each iteration
+    tasks = [{e["task_id"] for e in read_jsonl(run / f"iter_{k}" / "rollout" / "episodes.jsonl")} for k in (1, 2)]
+    assert not tasks[0] & tasks[1]
+    # D_i is the union of all iterations so far, with lineage
+    samples = [list(read_jsonl(run / f"iter_{k}" / "samples.jsonl")) for k in (0, 1, 2)]
+    rows = [list(read_jsonl(run / f"iter_{k}" / "train" / "sft.jsonl")) for k in (0, 1, 2)]
+    assert [len(r) for r in rows] == [len(samples[0]), len(samples[0]) + len(samples[1]), sum(map(len, samples))]
+    sample = samples[1][0]
+    assert sample["iteration"] == 1 and sample["teacher"] == "household-teacher@50"
+    assert sample["template"] == "student" and len(sample["template_sha"]) == 12
+    assert sample["rejected"] is not None and sample["completion"].startswith("REASON: ")
+    # the input is the student's own history: the prompt shows the actions the student took
+    episode = next(e for e in read_jsonl(run / "iter_1" / "rollout" / "episodes.jsonl")
+                   if e["episode_id"] == sample["episode_id"])
+    later = next(s for s in samples[1] if s["episode_id"] == sample["episode_id"] and s["step"] == 1)
+    assert f"> {episode['steps'][0]['action']}" in later["prompt"][1]["content"]
+    assert later["rejected"] == episode["steps"][1]["raw"]
+    # metrics and the final summary
+    stages = [m["stage"] for m in read_jsonl(run / "metrics.jsonl")]
+    assert stages.count("train") == 3 and stages.count("valid") == 3 and "test" in stages
+    assert (run / "final" / "test_iter_0" / "summary.json").exists()
+    assert json.loads((run / "summary.json").read_text()) == summary
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_during_training(tmp_path, monkeypatch) -> None:
+    import leap.loop
+
+    path = _config(tmp_path, "resume", loop={"iterations": 1})
+    real = leap.loop.train_adapter
+    calls = {"n": 0}
+
+    def dies_on_second_training(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(leap.loop, "train_adapter", dies_on_second_training)
+    with pytest.raises(Killed):
+        LeapRun(load_config(path)).run()
+    run = load_config(path).run_dir
+    before = _files(run)
+    assert "iter_1/corrections.jsonl" in before and not (run / "iter_1" / "adapter").exists()
+
+    corrected = {"n": 0}
+    real_correct = LeapRun.corrections
+
+    def counting(self, k, episodes):
+        corrected["n"] += 1
+        return real_correct(self, k, episodes)
+
+    monkeypatch.setattr(LeapRun, "corrections", counting)
+    monkeypatch.setattr(leap.loop, "train_adapter", real)
+    LeapRun(load_config(path)).run()
+    after = _files(run)
+    assert {k: v for k, v in after.items() if k in before} == before  # same data, nothing redone
+    assert corrected["n"] == 1  # read back from disk, not recomputed
+    assert (run / "iter_1" / "adapter" / "adapter_config.json").exists()
+
+
+def test_self_teacher_requests_are_cached_across_a_kill(tmp_path, monkeypatch) -> None:
+    from leap.teachers.llm import LLMTeacher
+
+    path = _config(tmp_path, "self", loop={"iterations": 1, "rollouts_per_iteration": 4},
+                   teacher={"kind": "self", "mode": "step", "max_new_tokens": 8, "max_retries": 1})
+    real_chunk = LLMTeacher._correct_chunk
+    seen = {"chunks": 0}
+
+    def dies_after_first_chunk(self, episodes, env):
+        seen["chunks"] += 1
+        if seen["chunks"] == 2:
+            raise Killed
+        return real_chunk(self, episodes, env)
+
+    monkeypatch.setattr(LLMTeacher, "batch_episodes", 2, raising=False)
+    monkeypatch.setattr(LLMTeacher, "_correct_chunk", dies_after_first_chunk)
+    original_init = LLMTeacher.__init__
+
+    def small_chunks(self, *args, **kwargs):
+        original_init(self, *args, **{**kwargs, "batch_episodes": 2})
+
+    monkeypatch.setattr(LLMTeacher, "__init__", small_chunks)
+    with pytest.raises(Killed):
+        LeapRun(load_config(path)).run()
+    run = load_config(path).run_dir
+    cached = list(read_jsonl(run / "teacher_cache.jsonl"))
+    assert cached, "the first chunk's requests are on disk"
+
+    monkeypatch.setattr(LLMTeacher, "_correct_chunk", real_chunk)
+    teachers = []
+    real_teacher = LeapRun.teacher
+
+    def keep(self, k):
+        teachers.append(real_teacher(self, k))
+        return teachers[-1]
+
+    monkeypatch.setattr(LeapRun, "teacher", keep)
+    LeapRun(load_config(path)).run()
+    model = teachers[0].model
+    assert model.hits >= len(cached)  # every earlier request answered from the cache
+    assert model.usage.requests + model.hits == len(list(read_jsonl(run / "teacher_cache.jsonl"))) + (
+        model.usage.failures)
+    stats = json.loads((run / "iter_1" / "teacher_stats.json").read_text())
+    assert stats["teacher"].startswith("self(iter_0)@50/step")
+    assert stats["steps_accepted"] + stats["steps_rejected"] >= 4 * 12
+
+
+@pytest.mark.parametrize("rule", ["dpo", "kto"])
+def test_preference_rules_train(tmp_path, rule: str) -> None:
+    config = load_config(_config(tmp_path, rule, loop={"iterations": 1}, train={"rule": rule}))
+    LeapRun(config).run()
+    run = config.run_dir
+    rows = list(read_jsonl(run / "iter_1" / "train" / f"{rule}.jsonl"))
+    assert rows
+    if rule == "dpo":
+        assert all({"prompt", "chosen", "rejected"} <= set(r) for r in rows)
+    else:
+        assert {r["label"] for r in rows} == {True, False}
+    metrics = json.loads((run / "iter_1" / "adapter" / "train_metrics.json").read_text())
+    assert metrics["rule"] == rule and metrics["steps"] == 2
+
+
+def test_leap_run_cli_prints_the_table(tmp_path) -> None:
+    path = _config(tmp_path, "cli", loop={"iterations": 1})
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "best iteration" in result.output and "BC (0)" in result.output
+    again = CliRunner().invoke(app, ["run", str(path)])  # everything is done: only reads
+    assert again.exit_code == 0 and "BC (0)" in again.output
