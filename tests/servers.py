@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -27,8 +27,15 @@ class ScriptedServer:
     """Answers /v1/chat/completions: the first ``fail_first`` requests get ``fail_status``, then
     a reply echoing the last user message. Tracks requests and the most in flight at once."""
 
-    def __init__(self, fail_first: int = 0, fail_status: int = 429, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        fail_first: int = 0,
+        fail_status: int = 429,
+        delay: float = 0.0,
+        responder: Callable[[dict], str] | None = None,
+    ) -> None:
         self.fail_first, self.fail_status, self.delay = fail_first, fail_status, delay
+        self.responder = responder or (lambda body: "echo: " + body["messages"][-1]["content"])
         self.requests: list[dict] = []
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -50,7 +57,7 @@ class ScriptedServer:
                     if n <= server.fail_first:
                         self._send(server.fail_status, {"error": {"message": "slow down", "type": "rate"}})
                         return
-                    text = "echo: " + body["messages"][-1]["content"]
+                    text = server.responder(body)
                     self._send(
                         200,
                         {

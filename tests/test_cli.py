@@ -16,9 +16,9 @@ runner = CliRunner()
 def test_help_lists_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("eval", "envs", "models", "demo"):
+    for command in ("eval", "run", "envs", "models", "baselines"):
         assert command in result.output
-    for command in ("eval", "envs", "models", "demo"):
+    for command in ("eval", "run", "envs", "models", "baselines"):
         sub = runner.invoke(app, [command, "--help"])
         assert sub.exit_code == 0 and "Usage" in sub.output
 

@@ -17,9 +17,15 @@ CONFIGS = sorted(Path(__file__).parent.parent.glob("configs/**/*.yaml"))
     ("data", "message"),
     [
         ({"name": "x", "train": {"lr": 1}}, "train.lr: unknown key"),
-        ({"name": "x", "teacher": {"privilege": 30}}, "teacher.privilege: Input should be 0, 25, 50, 75 or 100"),
+        (
+            {"name": "x", "teacher": {"privilege": 30}},
+            "teacher.privilege: Input should be 0, 25, 50, 75 or 100",
+        ),
         ({"name": "x", "train": {"rule": "ppo"}}, "train.rule: Input should be 'sft', 'dpo' or 'kto'"),
-        ({"name": "x", "loop": {"iterations": -1}}, "loop.iterations: Input should be greater than or equal to 0"),
+        (
+            {"name": "x", "loop": {"iterations": -1}},
+            "loop.iterations: Input should be greater than or equal to 0",
+        ),
         ({"train": {}}, "name: Field required"),
         ({"name": "a/b"}, "name: Value error, must be a plain directory name"),
     ],

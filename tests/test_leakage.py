@@ -13,8 +13,10 @@ from leap.rollout import run_episodes
 from leap.teachers import ProgrammaticTeacher
 from leap.teachers.leakage import audit, find_leaks
 
-MUG = (Secret(r"\bmug 2\b", evidence="mug 2", label="mug 2 (object id)"),
-       Secret(r"\bmug\b[^.;]*\bcabinet 3\b", evidence="mug 2", label="mug 2 is at cabinet 3"))
+MUG = (
+    Secret(r"\bmug 2\b", evidence="mug 2", label="mug 2 (object id)"),
+    Secret(r"\bmug\b[^.;]*\bcabinet 3\b", evidence="mug 2", label="mug 2 is at cabinet 3"),
+)
 GOLD = (Secret(re.escape("find . -name '*.txt'"), label="gold command"),)
 
 
@@ -45,8 +47,14 @@ def test_gold_command_always_leaks() -> None:
 def test_audit_uses_the_views_history() -> None:
     state = PrivilegedState("secret", {}, MUG)
     blind = AgentView("e", "put a mug in shelf.", "You arrive at cabinet 1.", ActionSpace(), (), state)
-    saw = AgentView("e", "put a mug in shelf.", "You arrive at cabinet 1.", ActionSpace(),
-                    (Turn("You open the cabinet 3. In it, you see a mug 2.", "", "open cabinet 3"),), state)
+    saw = AgentView(
+        "e",
+        "put a mug in shelf.",
+        "You arrive at cabinet 1.",
+        ActionSpace(),
+        (Turn("You open the cabinet 3. In it, you see a mug 2.", "", "open cabinet 3"),),
+        state,
+    )
     assert audit("The mug 2 is in the cabinet 3.", blind)
     assert audit("The mug 2 is in the cabinet 3.", saw) == []
     assert audit("The mug 2 is in the cabinet 3.", AgentView("e", "t", "o", ActionSpace())) == []
@@ -54,10 +62,16 @@ def test_audit_uses_the_views_history() -> None:
 
 def _leak_rate(privilege: int) -> float:
     searcher = HouseholdEnv.experts()["searcher"]()
-    episodes = run_episodes(lambda: make_env("household"), [f"train/{i:04d}" for i in range(30)], searcher,
-                            horizon=4, show_progress=False)
+    episodes = run_episodes(
+        lambda: make_env("household"),
+        [f"train/{i:04d}" for i in range(30)],
+        searcher,
+        horizon=4,
+        show_progress=False,
+    )
     corrections = ProgrammaticTeacher(HouseholdEnv.programmatic_teacher(privilege)).correct(
-        episodes, lambda: make_env("household"))
+        episodes, lambda: make_env("household")
+    )
     steps = [s for c in corrections for s in c.steps]
     assert len(steps) == sum(e.n_actions for e in episodes)  # every step corrected and accepted
     return sum(bool(s.leaks) for s in steps) / len(steps)

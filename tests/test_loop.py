@@ -16,15 +16,34 @@ from leap.loop import LeapRun
 
 TINY = {
     "seed": 0,
-    "env": {"name": "household", "horizon": 12, "n_valid": 3, "n_test": 3,
-            "options": {"split_sizes": {"train": 40, "valid": 6, "test_ood": 6}}},
-    "student": {"model": "tiny-random", "max_new_tokens": 8, "batch_size": 8, "dtype": "float32", "device": "cpu",
-                "prompt": {"style": "student", "history_steps": 2}},
+    "env": {
+        "name": "household",
+        "horizon": 12,
+        "n_valid": 3,
+        "n_test": 3,
+        "options": {"split_sizes": {"train": 40, "valid": 6, "test_ood": 6}},
+    },
+    "student": {
+        "model": "tiny-random",
+        "max_new_tokens": 8,
+        "batch_size": 8,
+        "dtype": "float32",
+        "device": "cpu",
+        "prompt": {"style": "student", "history_steps": 2},
+    },
     "teacher": {"kind": "programmatic", "privilege": 50},
     "demos": {"n_episodes": 3},
     "loop": {"iterations": 2, "rollouts_per_iteration": 3},
-    "train": {"lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-3, "max_steps": 2, "batch_size": 2,
-              "max_length": 512, "bf16": False, "device": "cpu"},
+    "train": {
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "learning_rate": 1e-3,
+        "max_steps": 2,
+        "batch_size": 2,
+        "max_length": 512,
+        "bf16": False,
+        "device": "cpu",
+    },
 }
 
 
@@ -39,8 +58,11 @@ def _config(tmp_path: Path, name: str, **sections: dict) -> Path:
 
 
 def _files(run: Path) -> dict[str, str]:
-    return {str(p.relative_to(run)): p.read_text() for p in sorted(run.rglob("*.jsonl"))
-            if "metrics" not in p.name and "cache" not in p.name}
+    return {
+        str(p.relative_to(run)): p.read_text()
+        for p in sorted(run.rglob("*.jsonl"))
+        if "metrics" not in p.name and "cache" not in p.name
+    }
 
 
 def test_every_stage_runs_and_writes_its_outputs(tmp_path) -> None:
@@ -58,19 +80,28 @@ def test_every_stage_runs_and_writes_its_outputs(tmp_path) -> None:
         assert stats["episodes_corrected"] == 3  # a random student fails everything
         assert stats["steps_accepted"] == 36 and stats["leakage_rate"] == 0.0
     # fresh training tasks in each iteration
-    tasks = [{e["task_id"] for e in read_jsonl(run / f"iter_{k}" / "rollout" / "episodes.jsonl")} for k in (1, 2)]
+    tasks = [
+        {e["task_id"] for e in read_jsonl(run / f"iter_{k}" / "rollout" / "episodes.jsonl")} for k in (1, 2)
+    ]
     assert not tasks[0] & tasks[1]
     # D_i is the union of all iterations so far, with lineage
     samples = [list(read_jsonl(run / f"iter_{k}" / "samples.jsonl")) for k in (0, 1, 2)]
     rows = [list(read_jsonl(run / f"iter_{k}" / "train" / "sft.jsonl")) for k in (0, 1, 2)]
-    assert [len(r) for r in rows] == [len(samples[0]), len(samples[0]) + len(samples[1]), sum(map(len, samples))]
+    assert [len(r) for r in rows] == [
+        len(samples[0]),
+        len(samples[0]) + len(samples[1]),
+        sum(map(len, samples)),
+    ]
     sample = samples[1][0]
     assert sample["iteration"] == 1 and sample["teacher"] == "household-teacher@50"
     assert sample["template"] == "student" and len(sample["template_sha"]) == 12
     assert sample["rejected"] is not None and sample["completion"].startswith("REASON: ")
     # the input is the student's own history: the prompt shows the actions the student took
-    episode = next(e for e in read_jsonl(run / "iter_1" / "rollout" / "episodes.jsonl")
-                   if e["episode_id"] == sample["episode_id"])
+    episode = next(
+        e
+        for e in read_jsonl(run / "iter_1" / "rollout" / "episodes.jsonl")
+        if e["episode_id"] == sample["episode_id"]
+    )
     later = next(s for s in samples[1] if s["episode_id"] == sample["episode_id"] and s["step"] == 1)
     assert f"> {episode['steps'][0]['action']}" in later["prompt"][1]["content"]
     assert later["rejected"] == episode["steps"][1]["raw"]
@@ -124,8 +155,12 @@ def test_resume_after_a_kill_during_training(tmp_path, monkeypatch) -> None:
 def test_self_teacher_requests_are_cached_across_a_kill(tmp_path, monkeypatch) -> None:
     from leap.teachers.llm import LLMTeacher
 
-    path = _config(tmp_path, "self", loop={"iterations": 1, "rollouts_per_iteration": 4},
-                   teacher={"kind": "self", "mode": "step", "max_new_tokens": 8, "max_retries": 1})
+    path = _config(
+        tmp_path,
+        "self",
+        loop={"iterations": 1, "rollouts_per_iteration": 4},
+        teacher={"kind": "self", "mode": "step", "max_new_tokens": 8, "max_retries": 1},
+    )
     real_chunk = LLMTeacher._correct_chunk
     seen = {"chunks": 0}
 
@@ -162,7 +197,8 @@ def test_self_teacher_requests_are_cached_across_a_kill(tmp_path, monkeypatch) -
     model = teachers[0].model
     assert model.hits >= len(cached)  # every earlier request answered from the cache
     assert model.usage.requests + model.hits == len(list(read_jsonl(run / "teacher_cache.jsonl"))) + (
-        model.usage.failures)
+        model.usage.failures
+    )
     stats = json.loads((run / "iter_1" / "teacher_stats.json").read_text())
     assert stats["teacher"].startswith("self(iter_0)@50/step")
     assert stats["steps_accepted"] + stats["steps_rejected"] >= 4 * 12

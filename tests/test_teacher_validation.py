@@ -10,8 +10,11 @@ from leap.envs import ActionSpace, FreeFormRule
 from leap.teachers.validation import extract_json, validate_step, validate_trajectory
 
 SPACES = [ActionSpace(("go to cabinet 1", "go to shelf 1", "look"))] * 3
-GOOD = [{"t": 0, "reason": "a", "action": "go to cabinet 1"}, {"t": 1, "reason": "b", "action": "look"},
-        {"t": 2, "reason": "c", "action": "go to shelf 1"}]
+GOOD = [
+    {"t": 0, "reason": "a", "action": "go to cabinet 1"},
+    {"t": 1, "reason": "b", "action": "look"},
+    {"t": 2, "reason": "c", "action": "go to shelf 1"},
+]
 
 
 def _j(steps: list, **extra: object) -> str:
@@ -53,8 +56,11 @@ CASES = [
     ("null", [], {"no_json": 3}),
     ("42", [], {"no_json": 3}),
     (_j([{**g, "action": "go to cabinet 9"} for g in GOOD]), [], {"inadmissible_action": 3}),
-    (_j([{"step": 0, "reason": "a", "action": "look"}, {"step": 2, "reason": "b", "action": "look"}]), [0, 2],
-     {"missing_step": 1}),
+    (
+        _j([{"step": 0, "reason": "a", "action": "look"}, {"step": 2, "reason": "b", "action": "look"}]),
+        [0, 2],
+        {"missing_step": 1},
+    ),
 ]
 
 

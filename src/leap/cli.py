@@ -237,13 +237,13 @@ def models_command(
     console.print(table)
 
 
-@app.command("demo")
-def demo_command(
+@app.command("baselines")
+def baselines_command(
     n: Annotated[int, typer.Option("-n", help="Held-out tasks per policy.")] = 30,
     split: Annotated[str, typer.Option(help="Household split.")] = "test_ood",
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/baselines"),
 ) -> None:
-    """The main job: planner, searcher and SmolLM2 on the household world, side by side."""
+    """Reference rows: planner, searcher and zero-shot SmolLM2 on household, side by side."""
     from leap.evaluate import evaluate
     from leap.policies import ModelOptions, build_policy
 

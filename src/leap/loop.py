@@ -56,6 +56,8 @@ class LeapRun:
         self.on_stage = on_stage or (lambda message: log.info("%s", message))
         self.prompt = config.student.prompt.settings()
         self._teacher_model: ChatModel | None = None
+        #: the last student model loaded, reused while the same adapter is needed
+        self._loaded: tuple[str, ChatModel] | None = None
 
     # -- small helpers ---------------------------------------------------------------------------
     def iter_dir(self, k: int) -> Path:
@@ -73,7 +75,13 @@ class LeapRun:
     def _student(self, adapter: Path | None, temperature: float) -> LLMPolicy:
         s = self.config.student
         spec = str(adapter) if adapter is not None else s.model
-        model = load_chat_model(spec, device=s.device, dtype=s.dtype, batch_size=s.batch_size)
+        if self._loaded is None or self._loaded[0] != spec:
+            self._loaded = None  # free the previous model before loading the next
+            self._loaded = (
+                spec,
+                load_chat_model(spec, device=s.device, dtype=s.dtype, batch_size=s.batch_size),
+            )
+        model = self._loaded[1]
         return LLMPolicy(
             model,
             prompt=self.prompt,
@@ -122,7 +130,7 @@ class LeapRun:
             if d.expert not in experts:
                 raise ValueError(f"demos.expert: {self.config.env.name} has no expert {d.expert!r}")
             expert = experts[d.expert]()
-        self._rollout(out, self.config.env.train_split, expert, d.n_episodes)
+        self._rollout(out, self.config.env.train_split, lambda: expert, d.n_episodes)
         return [Episode.from_record(r) for r in read_jsonl(out / "episodes.jsonl")]
 
     def demo_samples(self) -> list[Sample]:
@@ -241,20 +249,19 @@ class LeapRun:
         path = self.iter_dir(k) / "samples.jsonl"
         if path.exists():
             return load_samples([path])
-        offset = (k - 1) * self.config.loop.rollouts_per_iteration
-        self.on_stage(
-            f"iteration {k} · student rollouts on {self.config.env.train_split} "
-            f"tasks {offset}..{offset + self.config.loop.rollouts_per_iteration - 1}"
-        )
-        policy = self._student(self.adapter(k - 1), self.config.student.temperature)
-        summary = self._rollout(
+        n = self.config.loop.rollouts_per_iteration
+        offset = (k - 1) * n
+        split = self.config.env.train_split
+        self.on_stage(f"iteration {k} · student rollouts on {split} tasks {offset}..{offset + n - 1}")
+        summary, ran = self._rollout(
             self.iter_dir(k) / "rollout",
-            self.config.env.train_split,
-            policy,
-            self.config.loop.rollouts_per_iteration,
+            split,
+            lambda: self._student(self.adapter(k - 1), self.config.student.temperature),
+            n,
             offset=offset,
         )
-        self._metric(k, "rollout", **_headline(summary))
+        if ran:
+            self._metric(k, "rollout", **_headline(summary))
         episodes = [
             Episode.from_record(r) for r in read_jsonl(self.iter_dir(k) / "rollout" / "episodes.jsonl")
         ]
@@ -285,8 +292,10 @@ class LeapRun:
         cfg, loop = self.config.train, self.config.loop
         union = aggregate(per_iteration, loop.cap_per_iteration)
         if not union:
-            raise RuntimeError(f"iteration {k}: no training samples (did every demonstration fail? "
-                               "check env.horizon and demos)")
+            raise RuntimeError(
+                f"iteration {k}: no training samples (did every demonstration fail? "
+                "check env.horizon and demos)"
+            )
         data_file = self.iter_dir(k) / "train" / f"{cfg.rule}.jsonl"
         rule = cfg.rule if k > 0 else "sft"  # demonstrations have no rejected replies: BC is SFT
         rows = export(union, rule, data_file)
@@ -326,35 +335,27 @@ class LeapRun:
             loss_curve=metrics["loss_curve"],
         )
 
-    def validate(self, k: int) -> dict[str, Any]:
-        out = self.iter_dir(k) / "eval_valid"
-        done = (out / "summary.json").exists()
-        if not done:
-            self.on_stage(f"iteration {k} · validation on {self.config.env.valid_split}")
-        summary = self._rollout(
-            out,
-            self.config.env.valid_split,
-            self._student(self.adapter(k), self.config.student.eval_temperature),
-            self.config.env.n_valid,
+    def _evaluate_adapter(self, k: int, out: Path, split: str, n: int | None, stage: str) -> dict[str, Any]:
+        if not (out / "summary.json").exists():
+            self.on_stage(f"iteration {k} · {stage} on {split}")
+        summary, ran = self._rollout(
+            out, split, lambda: self._student(self.adapter(k), self.config.student.eval_temperature), n
         )
-        if not done:
-            self._metric(k, "valid", **_headline(summary), per_category=summary["per_category"])
+        if ran:
+            self._metric(k, stage, **_headline(summary), per_category=summary["per_category"])
         return summary
 
-    def test(self, k: int) -> dict[str, Any]:
-        out = self.dir / "final" / f"test_iter_{k}"
-        done = (out / "summary.json").exists()
-        if not done:
-            self.on_stage(f"final · iteration {k} on {self.config.env.test_split}")
-        summary = self._rollout(
-            out,
-            self.config.env.test_split,
-            self._student(self.adapter(k), self.config.student.eval_temperature),
-            self.config.env.n_test,
+    def validate(self, k: int) -> dict[str, Any]:
+        env = self.config.env
+        return self._evaluate_adapter(
+            k, self.iter_dir(k) / "eval_valid", env.valid_split, env.n_valid, "valid"
         )
-        if not done:
-            self._metric(k, "test", **_headline(summary), per_category=summary["per_category"])
-        return summary
+
+    def test(self, k: int) -> dict[str, Any]:
+        env = self.config.env
+        return self._evaluate_adapter(
+            k, self.dir / "final" / f"test_iter_{k}", env.test_split, env.n_test, "test"
+        )
 
     # -- the whole run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
