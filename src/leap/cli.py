@@ -200,13 +200,17 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
 @app.command("envs")
 def envs_command() -> None:
     """List the registered environments, their splits and programmatic experts."""
-    from leap.envs import list_envs, make_env
+    from leap.envs import EnvError, list_envs, make_env
 
     table = Table(title="environments", title_justify="left")
     for col in ("name", "splits (tasks)", "horizon", "experts"):
         table.add_column(col)
     for name in list_envs():
-        env = make_env(name)
+        try:
+            env = make_env(name)
+        except EnvError as exc:  # e.g. its data is not installed
+            table.add_row(name, f"[yellow]unavailable:[/yellow] {exc}", "", "")
+            continue
         splits = ", ".join(f"{s} ({len(ids)})" for s, ids in env.splits().items())
         table.add_row(name, splits, str(env.horizon), ", ".join(sorted(env.experts())))
         env.close()

@@ -69,8 +69,10 @@ class TeacherSection(_Strict):
 class DemoSection(_Strict):
     #: expert: roll out a programmatic policy on training tasks; file: read episodes from JSONL
     source: Literal["expert", "file"] = "expert"
-    #: "teacher" (the programmatic teacher at the configured privilege) or an expert's name
+    #: "teacher" (the programmatic teacher) or the name of one of the environment's experts
     expert: str = "teacher"
+    #: the programmatic teacher's privilege level for demonstrations (default: teacher.privilege)
+    privilege: Literal[0, 25, 50, 75, 100] | None = None
     path: Path | None = None
     n_episodes: int = Field(default=40, ge=1)
     #: keep the demonstrations' own reasons, or label every step's reason with the teacher model

@@ -122,7 +122,8 @@ class LeapRun:
             return [Episode.from_record(r) for r in read_jsonl(d.path)][: d.n_episodes]
         env_cls = type(self.make_env())
         if d.expert == "teacher":
-            expert = env_cls.programmatic_teacher(self.config.teacher.privilege)
+            level = d.privilege if d.privilege is not None else self.config.teacher.privilege
+            expert = env_cls.programmatic_teacher(level)
             if expert is None:
                 raise ValueError(f"{self.config.env.name} has no programmatic teacher; set demos.expert")
         else:

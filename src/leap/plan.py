@@ -21,7 +21,8 @@ class Check:
 
 def plan_rows(config: RunConfig) -> list[tuple[str, str]]:
     c, loop = config, config.loop
-    expert = "programmatic teacher" if c.demos.expert == "teacher" else c.demos.expert
+    level = c.demos.privilege if c.demos.privilege is not None else c.teacher.privilege
+    expert = f"programmatic teacher at {level} %" if c.demos.expert == "teacher" else c.demos.expert
     source = str(c.demos.path) if c.demos.source == "file" else f"the {expert} on {c.env.train_split}"
     demo = f"{c.demos.n_episodes} episodes of {source}"
     teacher = {

@@ -29,7 +29,8 @@ def register_env(name: str) -> Callable[[EnvFactory], EnvFactory]:
 
 def _load_builtins() -> None:
     # Imported lazily so that `import leap` stays cheap; each module registers itself.
-    import leap.envs.household  # noqa: F401
+    import leap.envs.household
+    import leap.envs.intercode_bash  # noqa: F401
 
 
 def env_factory(name: str) -> EnvFactory:
