@@ -95,16 +95,16 @@ def test_step_mode_and_leak_dropping() -> None:
         secret = re.search(r"Essential objects: (\S+ \d+)", body["messages"][-1]["content"])
         return f"REASON: The {secret.group(1) if secret else 'thing'} is hidden here.\nACTION: look"
 
-    episodes = _failed_episodes()
+    episodes = _failed_episodes(n=3, horizon=1)  # the student has seen nothing but the room yet
     with ScriptedServer(responder=leaky) as server:
         model = load_chat_model("openai:teacher", base_url=server.base_url)
         kept = LLMTeacher(model, mode="step").correct(episodes, lambda: make_env("household"))
         dropped = LLMTeacher(model, mode="step", drop_leaks=True).correct(
             episodes, lambda: make_env("household")
         )
-    assert len(server.requests) == 2 * 6  # one request per step, twice
-    assert all(s.leaks for c in kept for s in c.steps) and sum(len(c.steps) for c in kept) == 6
-    assert sum(len(c.steps) for c in dropped) == 0 and sum(c.rejections["leak"] for c in dropped) == 6
+    assert len(server.requests) == 2 * 3  # one request per step, twice
+    assert all(s.leaks for c in kept for s in c.steps) and sum(len(c.steps) for c in kept) == 3
+    assert sum(len(c.steps) for c in dropped) == 0 and sum(c.rejections["leak"] for c in dropped) == 3
 
 
 def test_budget_stops_the_teacher_and_the_run_cleanly(tmp_path) -> None:

@@ -96,14 +96,17 @@ class LeapRun:
 
     # -- stages ----------------------------------------------------------------------------------
     def _rollout(
-        self, out: Path, split: str, policy: Policy, n: int | None, offset: int = 0
-    ) -> dict[str, Any]:
+        self, out: Path, split: str, policy: Callable[[], Policy], n: int | None, offset: int = 0
+    ) -> tuple[dict[str, Any], bool]:
+        """Run (or resume) a rollout into ``out``; returns its summary and whether it ran now.
+
+        ``policy`` is a factory, so a finished stage never loads a model."""
         if (out / "summary.json").exists():
-            return json.loads((out / "summary.json").read_text())
-        return evaluate(
+            return json.loads((out / "summary.json").read_text()), False
+        summary = evaluate(
             self.config.env.name,
             split,
-            policy,
+            policy(),
             n=n,
             offset=offset,
             out_dir=out,
@@ -112,6 +115,7 @@ class LeapRun:
             env_options=self.config.env.options,
             resume=True,
         )
+        return summary, True
 
     def demonstrations(self) -> list[Episode]:
         """Iteration 0's episodes: an expert's rollouts, or logs from a JSONL file."""
@@ -302,24 +306,7 @@ class LeapRun:
         rows = export(union, rule, data_file)
         self.on_stage(f"iteration {k} · {rule} on {rows} rows (iterations 0..{k})")
         init = self.adapter(k - 1) if k > 0 and loop.init == "previous" else None
-        settings = TrainSettings(
-            rule=rule,
-            lora_r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=cfg.target_modules,
-            learning_rate=cfg.learning_rate,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-            max_length=cfg.max_length,
-            beta=cfg.beta,
-            bf16=cfg.bf16,
-            gradient_checkpointing=cfg.gradient_checkpointing,
-            device=cfg.device,
-            seed=self.config.seed + k,
-            extra={"max_steps": cfg.max_steps} if cfg.max_steps else {},
-        )
+        settings = TrainSettings(**{**cfg.model_dump(), "rule": rule}, seed=self.config.seed + k)
         metrics = train_adapter(
             resolve_model_path(self.config.student.model),
             data_file,

@@ -27,6 +27,8 @@ class TrainSettings:
     target_modules: list[str] | str = "all-linear"
     learning_rate: float = 3e-5
     epochs: float = 1.0
+    #: if set, this many optimizer steps on the shuffled data instead of whole epochs
+    max_steps: int | None = None
     batch_size: int = 4
     gradient_accumulation_steps: int = 1
     max_length: int = 2048
@@ -38,6 +40,14 @@ class TrainSettings:
     device: str = "auto"
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: update rule -> (TRL config class, TRL trainer class)
+TRAINERS = {
+    "sft": ("SFTConfig", "SFTTrainer"),
+    "dpo": ("DPOConfig", "DPOTrainer"),
+    "kto": ("KTOConfig", "KTOTrainer"),
+}
 
 
 def _use_bf16(settings: TrainSettings, device: str) -> bool:
@@ -104,46 +114,26 @@ def train_adapter(
         gradient_checkpointing=settings.gradient_checkpointing,
         max_length=settings.max_length,
         seed=settings.seed,
+        max_steps=settings.max_steps or -1,
         dataloader_num_workers=0,
         disable_tqdm=False,
         **settings.extra,
     )
-    trainer: Any
-    if settings.rule == "sft":
-        from trl import SFTConfig, SFTTrainer
-
-        trainer = SFTTrainer(
-            model=model,
-            args=SFTConfig(**common),
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-        )
-    elif settings.rule == "dpo":
-        from trl import DPOConfig, DPOTrainer
-
-        trainer = DPOTrainer(
-            model=model,
-            args=DPOConfig(beta=settings.beta, **common),
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-        )
-    elif settings.rule == "kto":
-        from trl import KTOConfig, KTOTrainer
-
-        if settings.batch_size < 2:
-            raise ValueError("KTO needs batch_size >= 2 (it estimates a KL term across the batch)")
-        trainer = KTOTrainer(
-            model=model,
-            args=KTOConfig(beta=settings.beta, **common),
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-        )
-    else:
+    if settings.rule not in TRAINERS:
         raise ValueError(f"unknown update rule {settings.rule!r}; use sft, dpo or kto")
+    if settings.rule == "kto" and settings.batch_size < 2:
+        raise ValueError("KTO needs batch_size >= 2 (it estimates a KL term across the batch)")
+    import trl
 
+    config_name, trainer_name = TRAINERS[settings.rule]
+    rule_args = {} if settings.rule == "sft" else {"beta": settings.beta}
+    trainer = getattr(trl, trainer_name)(
+        model=model,
+        args=getattr(trl, config_name)(**rule_args, **common),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     result = trainer.train()
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)

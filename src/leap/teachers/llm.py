@@ -165,7 +165,8 @@ class LLMTeacher(Teacher):
             except ReplayMismatch as exc:
                 log.warning("%s", exc)
                 views = []
-            results[i].rejections["replay_mismatch"] += len(episode.steps) - len(views)
+            if len(views) < len(episode.steps):
+                results[i].rejections["replay_mismatch"] += len(episode.steps) - len(views)
             all_views.append(views)
             if not views:
                 continue

@@ -38,7 +38,8 @@ class ProgrammaticTeacher(Teacher):
                     result.rejections["replay_mismatch"] += len(episode.steps)
                     out.append(result)
                     continue
-                result.rejections["replay_mismatch"] += len(episode.steps) - len(views)
+                if len(views) < len(episode.steps):
+                    result.rejections["replay_mismatch"] += len(episode.steps) - len(views)
                 for view, decision in zip(views, self.policy.act(views), strict=True):
                     t = len(view.history)
                     checked = validate_step(

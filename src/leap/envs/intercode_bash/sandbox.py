@@ -116,6 +116,17 @@ def _remove_episode_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _processes_of(uid: int) -> int:
+    count = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"\nUid:\t{uid}\t" in status.read_text():
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -237,12 +248,15 @@ class Sandbox:
         if self.unsafe:
             return ["bash", "-c", command]
         lim = self.limits
+        # RLIMIT_NPROC counts every process of the uid: as root each sandbox has a uid of its own;
+        # otherwise the cap sits above what the user already runs
+        processes = lim.processes if os.getuid() == 0 else lim.processes + _processes_of(os.getuid())
         confine = [
             "prlimit",
             f"--cpu={lim.cpu_s}",
             f"--as={lim.memory_bytes}",
             f"--fsize={lim.file_bytes}",
-            f"--nproc={lim.processes}",
+            f"--nproc={processes}",
             "--",
         ]
         if os.getuid() == 0:
