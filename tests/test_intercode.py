@@ -232,3 +232,59 @@ def test_clear_errors_without_data_or_bubblewrap(tmp_path, monkeypatch) -> None:
         unsafe.reset("fs1/0")
     assert unsafe.step("echo hi").observation == "hi\n"
     unsafe.close()
+
+
+def test_leap_run_works_on_intercode(tmp_path) -> None:
+    import json
+
+    import yaml
+
+    from leap.config import load_config
+    from leap.loop import LeapRun
+
+    config = {
+        "name": "ic",
+        "output_dir": str(tmp_path),
+        "seed": 0,
+        "env": {
+            "name": "intercode-bash",
+            "horizon": 3,
+            "train_split": "train",
+            "valid_split": "valid",
+            "test_split": "test",
+            "n_valid": 2,
+            "n_test": 2,
+        },
+        "student": {
+            "model": "tiny-random",
+            "max_new_tokens": 8,
+            "batch_size": 4,
+            "dtype": "float32",
+            "device": "cpu",
+            "prompt": {"history_steps": 2},
+        },
+        "teacher": {"kind": "programmatic", "privilege": 50},
+        "demos": {"n_episodes": 3},
+        "loop": {"iterations": 1, "rollouts_per_iteration": 2},
+        "train": {
+            "lora_r": 4,
+            "lora_alpha": 8,
+            "max_steps": 2,
+            "batch_size": 2,
+            "max_length": 512,
+            "bf16": False,
+            "device": "cpu",
+        },
+    }
+    path = tmp_path / "ic.yaml"
+    path.write_text(yaml.safe_dump(config))
+    summary = LeapRun(load_config(path)).run()
+    assert [r["iteration"] for r in summary["iterations"]] == [0, 1]
+    samples = [json.loads(line) for line in (tmp_path / "ic" / "iter_1" / "samples.jsonl").open()]
+    gold = {t.task_id: t.gold for t in IntercodeBashEnv()._tasks.values()}
+    assert samples and all(
+        s["completion"].split("\nACTION: ")[1] in (gold[s["task_id"]], "submit") for s in samples
+    )
+    assert all(
+        gold[s["task_id"]] not in s["completion"].split("\nACTION: ")[0] for s in samples
+    )  # realizable
