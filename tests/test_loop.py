@@ -170,7 +170,6 @@ def test_self_teacher_requests_are_cached_across_a_kill(tmp_path, monkeypatch) -
             raise Killed
         return real_chunk(self, episodes, env)
 
-    monkeypatch.setattr(LLMTeacher, "batch_episodes", 2, raising=False)
     monkeypatch.setattr(LLMTeacher, "_correct_chunk", dies_after_first_chunk)
     original_init = LLMTeacher.__init__
 

@@ -58,10 +58,6 @@ class Sample:
     #: the leakage audit flagged the target's reason
     leaked: bool = False
 
-    @property
-    def key(self) -> str:
-        return f"{self.iteration}:{self.episode_id}:{self.step}"
-
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -94,8 +90,14 @@ def make_sample(
 ) -> Sample:
     prompt = student_prompt(episode, t, settings)
     recorded = episode.steps[t].prompt_sha
-    if recorded is not None and rejected is not None and recorded != prompt_sha(prompt):
-        log.debug("episode %s step %d: prompt differs from the rollout's", episode.episode_id, t)
+    if recorded is not None and recorded != prompt_sha(prompt):
+        # the input must be the student's own prompt; a different prompt setting breaks that
+        log.warning(
+            "episode %s step %d: re-rendered prompt differs from the one the student saw "
+            "(were the rollout's prompt settings different?)",
+            episode.episode_id,
+            t,
+        )
     return Sample(
         iteration=iteration,
         episode_id=episode.episode_id,

@@ -66,6 +66,12 @@ class LeapRun:
     def make_env(self) -> Environment:
         return env_factory(self.config.env.name)(**self.config.env.options)
 
+    def env_class(self) -> type[Environment]:
+        """The environment's class, for its class-level hooks (experts, programmatic teacher)."""
+        env = self.make_env()
+        env.close()
+        return type(env)
+
     def _metric(self, iteration: int | str, stage: str, **values: Any) -> None:
         append_jsonl(
             self.dir / "metrics.jsonl",
@@ -124,7 +130,7 @@ class LeapRun:
             if d.path is None or not d.path.is_file():
                 raise FileNotFoundError(f"demos.path: no such file {d.path}")
             return [Episode.from_record(r) for r in read_jsonl(d.path)][: d.n_episodes]
-        env_cls = type(self.make_env())
+        env_cls = self.env_class()
         if d.expert == "teacher":
             level = d.privilege if d.privilege is not None else self.config.teacher.privilege
             expert = env_cls.programmatic_teacher(level)
@@ -184,7 +190,7 @@ class LeapRun:
     def teacher(self, k: int) -> Teacher:
         t, b = self.config.teacher, self.config.budget
         if t.kind == "programmatic":
-            policy = type(self.make_env()).programmatic_teacher(t.privilege)
+            policy = self.env_class().programmatic_teacher(t.privilege)
             if policy is None:
                 raise ValueError(f"{self.config.env.name} has no programmatic teacher; use teacher.kind llm")
             return ProgrammaticTeacher(policy)

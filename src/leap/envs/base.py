@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from leap.policy import Policy
 
 
+#: the privilege levels of the paper's teacher prompts (share of the privileged state used), in %
+PRIVILEGE_LEVELS = (0, 25, 50, 75, 100)
+
+
 class EnvError(Exception):
     """Base class for errors an environment raises on bad requests (unknown task, split, ...)."""
 

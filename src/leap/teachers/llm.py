@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from leap.agents import PromptSettings, prompt_environment, step_context
-from leap.envs.base import Environment
+from leap.envs.base import PRIVILEGE_LEVELS, Environment
 from leap.models.base import ChatModel, Conversation, Generation
 from leap.policy import AgentView
 from leap.rollout import Episode
@@ -23,8 +23,6 @@ from leap.teachers.replay import ReplayMismatch, replay
 from leap.teachers.validation import Rejection, Validated, validate_step, validate_trajectory
 
 log = logging.getLogger(__name__)
-
-PRIVILEGE_LEVELS = (0, 25, 50, 75, 100)
 
 
 class BudgetExceeded(RuntimeError):

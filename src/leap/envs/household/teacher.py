@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import re
 
+from leap.envs.base import PRIVILEGE_LEVELS
 from leap.envs.household.catalog import APPLIANCE, LAMP_HOLDERS, OBJECTS, preposition
 from leap.envs.household.experts import Knowledge, SearcherPolicy
 from leap.envs.household.world import Goal, parse_task_text, type_of
 from leap.policy import AgentView, Decision, Policy
-
-PRIVILEGE_LEVELS = (0, 25, 50, 75, 100)
 
 
 def knowledge_of(view: AgentView, goal: Goal | None) -> Knowledge:
