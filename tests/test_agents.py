@@ -73,7 +73,7 @@ def test_prompt_contains_task_history_and_candidates() -> None:
         turns.append(Turn(obs, "r", action))
         obs = env.step(action).observation
     view = AgentView("e", env.task, obs, env.action_space(), tuple(turns))
-    system, user = render_prompt(view, PromptSettings(style="react", history_steps=2))
+    system, user = render_prompt(view, PromptSettings(style="react", history_steps=2, earlier_actions=0))
     assert system["role"] == "system" and "REASON:" in system["content"] and "ACTION:" in system["content"]
     content = user["content"]
     assert content.startswith(f"Task: {env.task}")
@@ -82,11 +82,25 @@ def test_prompt_contains_task_history_and_candidates() -> None:
     assert f"> {turns[0].action}" not in content
     assert obs in content
     assert "Actions: " + ", ".join(env.action_space().choices) in content
-    student = render_prompt(view, PromptSettings(style="student", history_steps=2))
+    student = render_prompt(view, PromptSettings(style="student", history_steps=2, earlier_actions=0))
     assert student[1] == user and len(student[0]["content"]) < len(system["content"])
     assert prompt_sha(student) != prompt_sha([system, user])
     with pytest.raises(ValueError, match="unknown prompt style"):
         PromptSettings(style="fancy")
+
+
+def test_older_actions_are_listed_by_name() -> None:
+    env = make_env("household")
+    first = env.reset("valid/0004")
+    turns, obs = [], first.observation
+    for action in env.privileged_state().data["plan"][:5]:
+        turns.append(Turn(obs, "r", action))
+        obs = env.step(action).observation
+    view = AgentView("e", env.task, obs, env.action_space(), tuple(turns))
+    content = render_prompt(view, PromptSettings(history_steps=2, earlier_actions=2))[1]["content"]
+    assert "(1 earlier steps omitted)" in content
+    assert f"Earlier actions: {turns[1].action}; {turns[2].action}\n" in content
+    assert f"> {turns[3].action}" in content and f"> {turns[4].action}" in content
 
 
 def test_observations_are_clipped() -> None:

@@ -1,3 +1,4 @@
 from leap.cli import app
 
-app(prog_name="leap")
+if __name__ == "__main__":
+    app(prog_name="leap")

@@ -41,8 +41,11 @@ def prompt_environment() -> jinja2.Environment:
 @dataclass(frozen=True)
 class PromptSettings:
     style: str = "react"
-    #: most past steps shown in full; older ones are summarised as a count
+    #: most past steps shown in full (action and result)
     history_steps: int = 6
+    #: older actions listed by name only, most recent last (the agent's memory of where it has
+    #: been); anything older still is summarised as a count
+    earlier_actions: int = 12
     #: observations longer than this are clipped (0: never)
     max_observation_chars: int = 600
 
@@ -57,12 +60,15 @@ def step_context(view: AgentView, settings: PromptSettings) -> dict[str, Any]:
     observations = [t.observation for t in view.history] + [view.observation]
     steps = [{"action": t.action, "result": observations[i + 1]} for i, t in enumerate(view.history)]
     shown = steps[-settings.history_steps :] if settings.history_steps > 0 else []
+    older = steps[: len(steps) - len(shown)]
+    earlier = [s["action"] for s in older[-settings.earlier_actions :]] if settings.earlier_actions else []
     space = view.action_space
     return {
         "task": view.task,
         "observation": view.observation,
         "history": shown,
-        "omitted": len(steps) - len(shown),
+        "earlier": earlier,
+        "omitted": len(older) - len(earlier),
         "choices": space.choices,
         "free_form": space.free_form.description if space.free_form else "",
         "max_observation_chars": settings.max_observation_chars,

@@ -31,10 +31,13 @@ class EnvSection(_Strict):
 class PromptSection(_Strict):
     style: Literal["student", "react"] = "student"
     history_steps: int = Field(default=6, ge=0)
+    earlier_actions: int = Field(default=12, ge=0)
     max_observation_chars: int = Field(default=600, ge=0)
 
     def settings(self) -> PromptSettings:
-        return PromptSettings(self.style, self.history_steps, self.max_observation_chars)
+        return PromptSettings(
+            self.style, self.history_steps, self.earlier_actions, self.max_observation_chars
+        )
 
 
 class StudentSection(_Strict):

@@ -49,6 +49,8 @@ class Policy(ABC):
     name: str = "policy"
     #: a privileged policy receives ``AgentView.privileged``
     privileged: bool = False
+    #: whether it reads the expert's optimal remaining actions (``privileged.data["plan"]``)
+    needs_plan: bool = True
 
     @abstractmethod
     def act(self, views: list[AgentView]) -> list[Decision]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from leap.envs.base import ActionSpace, Environment
+from leap.envs.base import ActionSpace, Environment, StepResult
 from leap.policy import AgentView, Decision, Policy, Turn
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,23 @@ def _close_quietly(env: Environment) -> None:
         log.debug("close failed", exc_info=True)
 
 
+Outcome = tuple[Any, str | None]  # (value, error text)
+
+
+def _attempt(fn: Callable[[], Any], what: str) -> Outcome:
+    try:
+        return fn(), None
+    except Exception as exc:
+        return None, f"{what}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+
+
 class _LockstepRunner:
-    """Keeps up to ``batch_size`` episodes in flight; each ``tick`` is one batched policy call."""
+    """Keeps up to ``batch_size`` episodes in flight; each ``tick`` is one batched policy call.
+
+    Environments that declare ``parallel_calls`` (their work happens in other processes) are
+    reset and stepped from a thread pool, so that their processes run side by side. Environments
+    that implement ``prepare`` are told their next task as soon as they start an episode.
+    """
 
     def __init__(
         self,
@@ -107,7 +123,21 @@ class _LockstepRunner:
         self.on_end = on_end
         self.slots: dict[int, _Slot] = {}
         self.idle_envs: list[Environment] = []
+        #: the task each preparing environment will run next, by id(env)
+        self.reserved: dict[int, tuple[int, str]] = {}
         self.n_steps = 0
+        self._threads: ThreadPoolExecutor | None = None
+
+    def _map(self, calls: list[tuple[Callable[[], Any], str]], parallel: bool) -> list[Outcome]:
+        if parallel and len(calls) > 1:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(max_workers=min(self.batch_size, 32))
+            return list(self._threads.map(lambda c: _attempt(*c), calls))
+        return [_attempt(*c) for c in calls]
+
+    @staticmethod
+    def _parallel(slots: list[_Slot]) -> bool:
+        return any(getattr(s.env, "parallel_calls", False) for s in slots)
 
     def _end(self, slot: _Slot, error: str | None = None) -> None:
         """Finish an episode. An environment that failed is closed and never reused."""
@@ -117,35 +147,80 @@ class _LockstepRunner:
         else:
             log.warning("episode %s ended by an error: %s", slot.episode.episode_id, error.splitlines()[0])
             slot.episode.error = error
+            job = self.reserved.pop(id(slot.env), None)
+            if job is not None:
+                self.pending.append(job)
             _close_quietly(slot.env)
         self.on_end(slot.index, slot.episode)
 
+    def _next_job(self) -> tuple[Environment, tuple[int, str]] | None:
+        for k, env in enumerate(self.idle_envs):
+            job = self.reserved.pop(id(env), None)
+            if job is not None:
+                del self.idle_envs[k]
+                return env, job
+        if not self.pending:
+            return None
+        env = self.idle_envs.pop() if self.idle_envs else self.make_env()
+        return env, self.pending.pop()
+
+    def _reserve_next(self, env: Environment) -> None:
+        if not self.pending or type(env).prepare is Environment.prepare:
+            return
+        job = self.pending.pop()
+        self.reserved[id(env)] = job
+        try:
+            env.prepare(job[1])
+        except Exception:  # only a hint: the reset will load the task anyway
+            log.debug("prepare failed", exc_info=True)
+
     def fill(self) -> None:
-        while self.pending and len(self.slots) < self.batch_size:
-            index, task_id = self.pending.pop()
-            env = self.idle_envs.pop() if self.idle_envs else self.make_env()
-            slot = _Slot(
-                index, env, Episode(task_id, env.name, task_id, "", "", self.policy.name), "", ActionSpace()
-            )
-            self.slots[index] = slot
-            try:
-                slot.episode.category = env.category(task_id)
-                slot.observation = env.reset(task_id).observation
-                slot.episode.task = env.task
-                slot.space = env.action_space()
-            except Exception as exc:  # a broken task must not stop the others
-                self._end(slot, f"reset: {type(exc).__name__}: {exc}")
+        """Start episodes until the batch is full or no task is left (a failed start frees its
+        slot for the next task at once)."""
+        while True:
+            starting: list[_Slot] = []
+            while len(self.slots) < self.batch_size and (job := self._next_job()) is not None:
+                env, (index, task_id) = job
+                slot = _Slot(
+                    index,
+                    env,
+                    Episode(task_id, env.name, task_id, "", "", self.policy.name),
+                    "",
+                    ActionSpace(),
+                )
+                self.slots[index] = slot
+                starting.append(slot)
+            if not starting:
+                return
+            calls = [(lambda s=s: self._start(s), "reset") for s in starting]
+            for slot, (_, error) in zip(starting, self._map(calls, self._parallel(starting)), strict=True):
+                if error is not None:
+                    self._end(slot, error)
+                else:
+                    self._reserve_next(slot.env)
+
+    @staticmethod
+    def _start(slot: _Slot) -> None:
+        task_id = slot.episode.task_id
+        slot.episode.category = slot.env.category(task_id)
+        slot.observation = slot.env.reset(task_id).observation
+        slot.episode.task = slot.env.task
+        slot.space = slot.env.action_space()
 
     def tick(self) -> None:
         """One batched policy call for every running episode, then one step of each."""
+        slots = [self.slots[index] for index in sorted(self.slots)]
+        parallel = self._parallel(slots)
+        privileged: list[Outcome] = [(None, None)] * len(slots)
+        if self.policy.privileged:
+            plan = self.policy.needs_plan
+            calls = [(lambda s=s: s.env.privileged_state(plan=plan), "privileged_state") for s in slots]
+            privileged = self._map(calls, parallel)
         live: list[_Slot] = []
         views: list[AgentView] = []
-        for index in sorted(self.slots):
-            slot = self.slots[index]
-            try:
-                privileged = slot.env.privileged_state() if self.policy.privileged else None
-            except Exception as exc:
-                self._end(slot, f"privileged_state: {type(exc).__name__}: {exc}")
+        for slot, (state, error) in zip(slots, privileged, strict=True):
+            if error is not None:
+                self._end(slot, error)
                 continue
             live.append(slot)
             views.append(
@@ -155,7 +230,7 @@ class _LockstepRunner:
                     slot.observation,
                     slot.space,
                     tuple(slot.turns),
-                    privileged,
+                    state,
                 )
             )
         if not live:
@@ -165,18 +240,19 @@ class _LockstepRunner:
             raise RuntimeError(
                 f"{self.policy.name} returned {len(decisions)} decisions for {len(views)} views"
             )
-        for slot, decision in zip(live, decisions, strict=True):
-            self._advance(slot, decision)
+        calls = [
+            (lambda s=s, d=d: s.env.step(d.action), f"step {len(s.episode.steps)}")
+            for s, d in zip(live, decisions, strict=True)
+        ]
+        results = self._map(calls, parallel)
+        for slot, decision, (result, error) in zip(live, decisions, results, strict=True):
+            if error is not None:
+                self._end(slot, error)
+            else:
+                self._record(slot, decision, result)
 
-    def _advance(self, slot: _Slot, decision: Decision) -> None:
+    def _record(self, slot: _Slot, decision: Decision, result: StepResult) -> None:
         ep = slot.episode
-        try:
-            result = slot.env.step(decision.action)
-        except Exception as exc:
-            self._end(
-                slot, f"step {len(ep.steps)}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
-            )
-            return
         ep.steps.append(
             StepRecord(
                 t=len(ep.steps),
@@ -208,6 +284,9 @@ class _LockstepRunner:
         for env in self.idle_envs:
             _close_quietly(env)
         self.idle_envs.clear()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
 
 
 def run_episodes(

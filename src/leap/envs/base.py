@@ -139,6 +139,9 @@ class Environment(ABC):
     name: str = ""
     #: default maximum number of actions per episode
     horizon: int = 30
+    #: reset/step/privileged_state mostly wait on other processes, so a rollout may call them for
+    #: several instances at once from threads
+    parallel_calls: bool = False
 
     # -- tasks --------------------------------------------------------------------------------
     @abstractmethod
@@ -176,8 +179,16 @@ class Environment(ABC):
         """The candidate actions in the current state."""
 
     @abstractmethod
-    def privileged_state(self) -> PrivilegedState:
-        """The privileged state of the current task, from the current state."""
+    def privileged_state(self, plan: bool = True) -> PrivilegedState:
+        """The privileged state of the current task, from the current state.
+
+        ``plan=False`` may leave out the expert's optimal remaining actions where computing them
+        is costly (ALFWorld's planner); policies that do not read them say so with
+        ``Policy.needs_plan = False``.
+        """
+
+    def prepare(self, task_id: str) -> None:  # noqa: B027 - optional hook
+        """A hint that this instance will be reset to ``task_id`` next: start loading it now."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (processes, temporary directories)."""

@@ -29,6 +29,7 @@ def register_env(name: str) -> Callable[[EnvFactory], EnvFactory]:
 
 def _load_builtins() -> None:
     # Imported lazily so that `import leap` stays cheap; each module registers itself.
+    import leap.envs.alfworld
     import leap.envs.household
     import leap.envs.intercode_bash  # noqa: F401
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -24,14 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from leap.models.base import ChatModel, ModelError
+from leap.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LEAP_CACHE", Path.home() / ".cache" / "leap"))
 
 
 def _smollm2_gguf_dir() -> Path:

@@ -490,3 +490,19 @@ OBJECTS: dict[str, ObjectKind] = {
 
 def preposition(receptacle_type: str) -> str:
     return "in" if RECEPTACLES[receptacle_type].container else "on"
+
+
+def object_prior(object_type: str) -> dict[str, float]:
+    """Where an object type is usually found (receptacle type -> weight); empty if unknown.
+
+    ALFWorld has object types the embedded world lacks; agents fall back to plain search there.
+    """
+    kind = OBJECTS.get(object_type)
+    return dict(kind.prior) if kind is not None else {}
+
+
+def is_openable(receptacle_type: str) -> bool:
+    """Whether receptacles of this type open; unknown types count as not openable (an agent
+    still learns it from the "is closed" text it observes)."""
+    kind = RECEPTACLES.get(receptacle_type)
+    return kind.openable if kind is not None else False

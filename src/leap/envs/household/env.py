@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from leap.envs.base import ActionSpace, Environment, PrivilegedState, Secret, StepResult
+from leap.envs.base import ActionSpace, Environment, PrivilegedState, StepResult
 from leap.envs.household.catalog import APPLIANCE
 from leap.envs.household.planner import optimal_plan
+from leap.envs.household.privileged import describe_state
 from leap.envs.household.tasks import (
     DEFAULT_SPLIT_SIZES,
     generate_world,
@@ -73,7 +73,7 @@ class HouseholdEnv(Environment):
     def action_space(self) -> ActionSpace:
         return ActionSpace(choices=tuple(self.world.commands()))
 
-    def privileged_state(self) -> PrivilegedState:
+    def privileged_state(self, plan: bool = True) -> PrivilegedState:
         world = self.world
         goal, s = world.layout.goal, world.state
         objects = []
@@ -105,31 +105,7 @@ class HouseholdEnv(Environment):
             "receptacles": involved,
             "plan": plan,
         }
-        where = "; ".join(
-            f"{o['name']}: {o['location']}{' (closed)' if o['closed'] else ''}"
-            + (f" [{', '.join(o['state'])}]" if o["state"] else "")
-            for o in objects
-        )
-        text = (
-            f"Task: {data['task']}\n"
-            f"Essential objects: {where or 'none'}\n"
-            f"Receptacles involved: {'; '.join(f'{r} ({why})' for r, why in involved.items()) or 'none'}\n"
-            f"Optimal remaining actions: {' > '.join(plan) if plan else 'none (goal reached)'}"
-        )
-        secrets = []
-        for o in objects:
-            if o["location"] == "in your hand":
-                continue
-            name, at = re.escape(o["name"]), re.escape(o["location"])
-            secrets.append(Secret(rf"\b{name}\b", evidence=o["name"], label=f"{o['name']} (object id)"))
-            secrets.append(
-                Secret(
-                    rf"\b{re.escape(goal.object_type)}\b[^.;]*\b{at}\b",
-                    evidence=o["name"],
-                    label=f"{o['name']} is at {o['location']}",
-                )
-            )
-        return PrivilegedState(text=text, data=data, secrets=tuple(secrets))
+        return describe_state(data)
 
     @classmethod
     def experts(cls) -> dict[str, Callable[[], Policy]]:

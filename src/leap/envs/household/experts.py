@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from leap.envs.household.catalog import APPLIANCE, LAMP, LAMP_HOLDERS, OBJECTS, RECEPTACLES, preposition
+from leap.envs.household.catalog import (
+    APPLIANCE,
+    LAMP,
+    LAMP_HOLDERS,
+    is_openable,
+    object_prior,
+    preposition,
+)
 from leap.envs.household.world import FLAG, Goal, parse_task_text, type_of
 from leap.policy import AgentView, Decision, Policy
 
@@ -116,7 +123,7 @@ class SearcherPolicy(Policy):
     def _go_or(self, know: Knowledge, rec: str, action: str, reason: str) -> tuple[str, str]:
         if know.location != rec:
             return f"go to {rec}", reason
-        if rec in know.closed or (RECEPTACLES[type_of(rec)].openable and rec not in know.seen):
+        if rec in know.closed or (is_openable(type_of(rec)) and rec not in know.seen):
             return f"open {rec}", f"The {rec} is closed, so I open it."
         return action, reason
 
@@ -171,7 +178,7 @@ class SearcherPolicy(Policy):
     def _explore(
         self, goal: Goal, know: Knowledge, receptacles: list[str], only: tuple[str, ...] | None
     ) -> tuple[str, str]:
-        prior = {} if only else OBJECTS[goal.object_type].prior
+        prior = {} if only else object_prior(goal.object_type)
         unseen = [
             r
             for r in receptacles

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from leap.envs.base import PRIVILEGE_LEVELS
-from leap.envs.household.catalog import APPLIANCE, LAMP_HOLDERS, OBJECTS, preposition
+from leap.envs.household.catalog import APPLIANCE, LAMP_HOLDERS, object_prior, preposition
 from leap.envs.household.experts import Knowledge, SearcherPolicy
 from leap.envs.household.world import Goal, parse_task_text, type_of
 from leap.policy import AgentView, Decision, Policy
@@ -63,7 +63,7 @@ def realizable_reason(action: str, goal: Goal, know: Knowledge, privilege: int, 
             return f"I expect the {obj} at the {rec}."
         if goal.task_type == "look" and held and type_of(rec) in LAMP_HOLDERS:
             return f"Desklamps usually stand on a desk, sidetable or dresser. Next I check the {rec}."
-        prior = OBJECTS[obj].prior.get(type_of(rec), 0.0)
+        prior = object_prior(obj).get(type_of(rec), 0.0)
         if prior > 0:
             return f"A {obj} is often found on a {type_of(rec)}. Next I check the {rec}."
         return f"I have not searched the {rec} yet. Something I need may be there."

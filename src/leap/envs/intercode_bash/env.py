@@ -169,7 +169,7 @@ class IntercodeBashEnv(Environment):
     def action_space(self) -> ActionSpace:
         return ActionSpace(choices=("submit", "skip"), free_form=COMMAND_RULE)
 
-    def privileged_state(self) -> PrivilegedState:
+    def privileged_state(self, plan: bool = True) -> PrivilegedState:
         task = self._task
         if task is None:
             raise RuntimeError("intercode-bash: call reset(task_id) first")

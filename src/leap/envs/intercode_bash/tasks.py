@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from leap.envs.base import EnvError
+from leap.paths import find_data_dir
 
 DATA_ENV_VAR = "LEAP_INTERCODE_DATA"
 #: the paper evaluates on the last 30 % of each file's tasks
@@ -31,17 +31,9 @@ class BashTask:
     tarball: Path
 
 
-def default_data_dir() -> Path | None:
-    candidates = [
-        Path.cwd() / "../shared/data/intercode",
-        Path(__file__).resolve().parents[5] / "shared/data/intercode",
-    ]
-    return next((p.resolve() for p in candidates if p.is_dir()), None)
-
-
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
     """The config's directory, else $LEAP_INTERCODE_DATA, else ../shared/data/intercode."""
-    chosen = data_dir or os.environ.get(DATA_ENV_VAR) or default_data_dir()
+    chosen = find_data_dir(data_dir, DATA_ENV_VAR, "intercode")
     if chosen is None or not Path(chosen).is_dir():
         looked = chosen or f"${DATA_ENV_VAR} and ../shared/data/intercode"
         raise MissingDataError(
