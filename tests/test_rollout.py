@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 from leap.agents import LLMPolicy
 from leap.envs import make_env
@@ -78,6 +79,50 @@ def test_a_crashing_environment_ends_only_its_episode() -> None:
     crashed = next(e for e in episodes if e.task_id == "valid/0001")
     assert crashed.n_actions == 2 and not crashed.success
     assert all(e.success for e in episodes if e.task_id not in errors)
+
+
+class FailingFirstResets(HouseholdEnv):
+    def reset(self, task_id: str):
+        if task_id in TASKS[:3]:
+            raise RuntimeError("cannot load")
+        return super().reset(task_id)
+
+
+def test_failed_starts_free_their_slots_for_the_next_tasks() -> None:
+    episodes = run_episodes(FailingFirstResets, TASKS, PlannerPolicy(), batch_size=3, show_progress=False)
+    assert [e.task_id for e in episodes] == TASKS
+    assert [bool(e.error) for e in episodes] == [True, True, True, False, False, False]
+    assert all(e.success for e in episodes[3:])
+
+
+class PreparingHousehold(HouseholdEnv):
+    """Process-backed environments declare parallel calls and take a hint of their next task."""
+
+    parallel_calls = True
+    log: ClassVar[list[tuple[int, str, str]]] = []
+
+    def prepare(self, task_id: str) -> None:
+        self.log.append((id(self), "prepare", task_id))
+
+    def reset(self, task_id: str):
+        self.log.append((id(self), "reset", task_id))
+        return super().reset(task_id)
+
+
+def test_parallel_calls_and_prepared_tasks() -> None:
+    tasks = [f"valid/{i:04d}" for i in range(10)]
+    sequential = run_episodes(HouseholdEnv, tasks, PlannerPolicy(), batch_size=1, show_progress=False)
+    PreparingHousehold.log = []
+    parallel = run_episodes(PreparingHousehold, tasks, PlannerPolicy(), batch_size=3, show_progress=False)
+    assert [e.to_record() for e in parallel] == [e.to_record() for e in sequential]
+    log = PreparingHousehold.log
+    prepared = [(env, task) for env, kind, task in log if kind == "prepare"]
+    assert prepared, "environments that implement prepare are told their next task"
+    for env, task in prepared:  # each prepared task is the next one that instance resets to
+        later = [
+            t for e, kind, t in log[log.index((env, "prepare", task)) + 1 :] if e == env and kind == "reset"
+        ]
+        assert later and later[0] == task
 
 
 def test_episodes_round_trip_through_jsonl(tmp_path) -> None:

@@ -213,8 +213,10 @@ class _LockstepRunner:
         parallel = self._parallel(slots)
         privileged: list[Outcome] = [(None, None)] * len(slots)
         if self.policy.privileged:
-            plan = self.policy.needs_plan
-            calls = [(lambda s=s: s.env.privileged_state(plan=plan), "privileged_state") for s in slots]
+            if self.policy.needs_plan:  # the plain call, which every environment supports
+                calls = [(s.env.privileged_state, "privileged_state") for s in slots]
+            else:
+                calls = [(lambda s=s: s.env.privileged_state(plan=False), "privileged_state") for s in slots]
             privileged = self._map(calls, parallel)
         live: list[_Slot] = []
         views: list[AgentView] = []

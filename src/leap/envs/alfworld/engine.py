@@ -68,7 +68,10 @@ class GameSession:
         m = _TASK.search(body)
         self.task = m.group("task").strip() if m else ""
         self.intro = body[: m.start()].strip() if m else body.strip()
-        self.steps, self.last_action, self._plan = 0, "", None
+        self.steps, self.last_action = 0, ""
+        # the game file's walkthrough is the planner's solution from the initial state
+        walkthrough = getattr(self.env, "walkthrough", None)
+        self._plan = list(walkthrough) if walkthrough else None
         self.expert = HandCodedTWAgent(max_steps=200)
         try:
             self.expert.reset(self.path)
