@@ -162,3 +162,11 @@ def test_task_text_round_trips() -> None:
             layout = generate_world(split, i).layout
             for phrasing in (0, 1):
                 assert parse_task_text(task_text(layout.goal, phrasing)) == layout.goal
+
+
+def test_catalog_lookups_accept_alfworld_types_it_lacks() -> None:
+    from leap.envs.household.catalog import is_openable, object_prior, preposition
+
+    assert preposition("toiletpaperhanger") == "on" and preposition("fridge") == "in"
+    assert object_prior("ladle") == {} and object_prior("mug")
+    assert not is_openable("cart") and is_openable("fridge")

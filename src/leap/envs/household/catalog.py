@@ -489,7 +489,9 @@ OBJECTS: dict[str, ObjectKind] = {
 
 
 def preposition(receptacle_type: str) -> str:
-    return "in" if RECEPTACLES[receptacle_type].container else "on"
+    """"in" a container, "on" a surface (and on types the embedded world does not have)."""
+    kind = RECEPTACLES.get(receptacle_type)
+    return "in" if kind is not None and kind.container else "on"
 
 
 def object_prior(object_type: str) -> dict[str, float]:
