@@ -209,3 +209,27 @@ def test_clear_error_without_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))
     with pytest.raises(MissingGamesError, match=str(tmp_path)):
         make_env("alfworld")
+
+
+def test_teacher_at_25_does_not_take_objects_the_student_has_not_seen(alfworld: AlfworldEnv) -> None:
+    """In this game desk 1 and drawer 1 share one spot: from drawer 1 the planner takes book 3 off
+    the desk although the student has only seen the drawer. At 50 % the audit flags that; at 25 %
+    the teacher must not choose it."""
+    from leap.envs.household.teacher import HouseholdTeacherPolicy
+    from leap.policy import AgentView, Turn
+    from leap.teachers.leakage import audit
+
+    task_id = "train/look_at_obj_in_light-Book-None-DeskLamp-304/trial_T20190908_083428_569431"
+    obs = alfworld.reset(task_id).observation
+    turns = []
+    for action in ("look", "go to garbagecan 1", "go to drawer 1"):
+        turns.append(Turn(obs, "r", action))
+        obs = alfworld.step(action).observation
+    assert "book" not in obs
+    view = AgentView(
+        "e", alfworld.task, obs, alfworld.action_space(), tuple(turns), alfworld.privileged_state()
+    )
+    at_50 = HouseholdTeacherPolicy(50).act([view])[0]
+    assert at_50.action == "take book 3 from desk 1" and audit(at_50.reason, view)
+    at_25 = HouseholdTeacherPolicy(25).act([view])[0]
+    assert not at_25.action.startswith("take book") and not audit(at_25.reason, view)

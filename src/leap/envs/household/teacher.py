@@ -34,8 +34,12 @@ def knowledge_of(view: AgentView, goal: Goal | None) -> Knowledge:
 
 def _justified(action: str, goal: Goal, know: Knowledge) -> bool:
     """Could the student have chosen this planner action from what it has observed?"""
+    if m := re.fullmatch(r"take (.+) from (.+)", action):
+        # ALFWorld puts some receptacles at one spot (a desk and its drawers): the object must
+        # have been seen there, not merely be reachable
+        return m.group(1) in know.seen.get(m.group(2), [])
     if not action.startswith("go to "):
-        return True  # acting where one stands (take, open, move, heat, use...) is always visible
+        return True  # acting where one stands (open, move, heat, use...) is always visible
     rec = action.removeprefix("go to ")
     rtype = type_of(rec)
     if goal.target_type == rtype or (goal.transform and APPLIANCE[goal.transform] == rtype):
