@@ -6,6 +6,7 @@ import pytest
 
 from leap.agents import LLMPolicy, PromptSettings, match_action, parse_reply, prompt_sha, render_prompt
 from leap.envs import ActionSpace, FreeFormRule, make_env
+from leap.envs.household import HouseholdEnv
 from leap.policy import AgentView, Turn
 
 SPACE = ActionSpace(choices=("go to cabinet 1", "open drawer 2", "take mug 1 from countertop 1", "look"))
@@ -65,14 +66,18 @@ def _views(n: int) -> list[AgentView]:
     return views
 
 
-def test_prompt_contains_task_history_and_candidates() -> None:
+def _planned_view(task_id: str, n_steps: int) -> tuple[HouseholdEnv, list[Turn], str, AgentView]:
+    """A household task after the planner's first ``n_steps`` actions."""
     env = make_env("household")
-    first = env.reset("valid/0003")
-    turns, obs = [], first.observation
-    for action in env.privileged_state().data["plan"][:3]:
+    turns, obs = [], env.reset(task_id).observation
+    for action in env.privileged_state().data["plan"][:n_steps]:
         turns.append(Turn(obs, "r", action))
         obs = env.step(action).observation
-    view = AgentView("e", env.task, obs, env.action_space(), tuple(turns))
+    return env, turns, obs, AgentView("e", env.task, obs, env.action_space(), tuple(turns))
+
+
+def test_prompt_contains_task_history_and_candidates() -> None:
+    env, turns, obs, view = _planned_view("valid/0003", 3)
     system, user = render_prompt(view, PromptSettings(style="react", history_steps=2, earlier_actions=0))
     assert system["role"] == "system" and "REASON:" in system["content"] and "ACTION:" in system["content"]
     content = user["content"]
@@ -90,13 +95,7 @@ def test_prompt_contains_task_history_and_candidates() -> None:
 
 
 def test_older_actions_are_listed_by_name() -> None:
-    env = make_env("household")
-    first = env.reset("valid/0004")
-    turns, obs = [], first.observation
-    for action in env.privileged_state().data["plan"][:5]:
-        turns.append(Turn(obs, "r", action))
-        obs = env.step(action).observation
-    view = AgentView("e", env.task, obs, env.action_space(), tuple(turns))
+    _, turns, _, view = _planned_view("valid/0004", 5)
     content = render_prompt(view, PromptSettings(history_steps=2, earlier_actions=2))[1]["content"]
     assert "(1 earlier steps omitted)" in content
     assert f"Earlier actions: {turns[1].action}; {turns[2].action}\n" in content

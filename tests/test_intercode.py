@@ -237,50 +237,23 @@ def test_clear_errors_without_data_or_bubblewrap(tmp_path, monkeypatch) -> None:
 def test_leap_run_works_on_intercode(tmp_path) -> None:
     import json
 
-    import yaml
+    from test_loop import _config
 
     from leap.config import load_config
     from leap.loop import LeapRun
 
-    config = {
-        "name": "ic",
-        "output_dir": str(tmp_path),
-        "seed": 0,
-        "env": {
-            "name": "intercode-bash",
-            "horizon": 3,
-            "train_split": "train",
-            "valid_split": "valid",
-            "test_split": "test",
-            "n_valid": 2,
-            "n_test": 2,
-        },
-        "student": {
-            "model": "tiny-random",
-            "max_new_tokens": 8,
-            "batch_size": 4,
-            "dtype": "float32",
-            "device": "cpu",
-            "prompt": {"history_steps": 2},
-        },
-        "teacher": {"kind": "programmatic", "privilege": 50},
-        "demos": {"n_episodes": 3},
-        "loop": {"iterations": 1, "rollouts_per_iteration": 2},
-        "train": {
-            "lora_r": 4,
-            "lora_alpha": 8,
-            "max_steps": 2,
-            "batch_size": 2,
-            "max_length": 512,
-            "bf16": False,
-            "device": "cpu",
-        },
-    }
-    path = tmp_path / "ic.yaml"
-    path.write_text(yaml.safe_dump(config))
+    env = {"name": "intercode-bash", "horizon": 3, "options": {}, "n_valid": 2, "n_test": 2,
+           "train_split": "train", "valid_split": "valid", "test_split": "test"}  # fmt: skip
+    path = _config(
+        tmp_path,
+        "ic",
+        env=env,
+        student={"batch_size": 4},
+        loop={"iterations": 1, "rollouts_per_iteration": 2},
+    )
     summary = LeapRun(load_config(path)).run()
     assert [r["iteration"] for r in summary["iterations"]] == [0, 1]
-    samples = [json.loads(line) for line in (tmp_path / "ic" / "iter_1" / "samples.jsonl").open()]
+    samples = [json.loads(line) for line in (tmp_path / "runs" / "ic" / "iter_1" / "samples.jsonl").open()]
     gold = {t.task_id: t.gold for t in IntercodeBashEnv()._tasks.values()}
     assert samples and all(
         s["completion"].split("\nACTION: ")[1] in (gold[s["task_id"]], "submit") for s in samples

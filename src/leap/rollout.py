@@ -137,7 +137,7 @@ class _LockstepRunner:
 
     @staticmethod
     def _parallel(slots: list[_Slot]) -> bool:
-        return any(getattr(s.env, "parallel_calls", False) for s in slots)
+        return any(s.env.parallel_calls for s in slots)
 
     def _end(self, slot: _Slot, error: str | None = None) -> None:
         """Finish an episode. An environment that failed is closed and never reused."""

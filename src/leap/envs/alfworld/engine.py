@@ -1,7 +1,7 @@
 """One ALFWorld game on the real text engine (alfworld 0.4.2 + TextWorld), and what it can tell.
 
-This module is imported inside the game worker processes only (see ``workers.py``); nothing here
-talks to the rest of leap except through plain dicts.
+This module is imported inside the game worker processes only (see ``serve.py``); it answers
+the main process with plain dicts.
 """
 
 from __future__ import annotations
@@ -12,6 +12,14 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from leap.envs.household.catalog import APPLIANCE, Transform
+
+#: the transformation each alfworld task type asks for
+TRANSFORMS: dict[str, Transform] = {
+    "pick_clean_then_place_in_recep": "clean",
+    "pick_heat_then_place_in_recep": "heat",
+    "pick_cool_then_place_in_recep": "cool",
+}
 _WELCOME = re.compile(r"^-= Welcome to TextWorld, ALFRED! =-\s*", re.S)
 _TASK = re.compile(r"\s*Your task is to: (?P<task>.+?)\s*$", re.S)
 #: object types the planner's facts call e.g. ``alarmclocktype``; receptacles ``desktype``
@@ -32,11 +40,8 @@ class GameSession:
     state: Any = None
     expert: Any = None
     expert_next: str | None = None
-    last_action: str = ""
     task: str = ""
     intro: str = ""
-    steps: int = 0
-    notes: list[str] = field(default_factory=list)
     #: the planner's optimal remaining commands, while the agent follows them (None: replan)
     _plan: list[str] | None = None
     #: plans by state (the set of true facts), kept across resets of this game
@@ -68,7 +73,6 @@ class GameSession:
         m = _TASK.search(body)
         self.task = m.group("task").strip() if m else ""
         self.intro = body[: m.start()].strip() if m else body.strip()
-        self.steps, self.last_action = 0, ""
         # the game file's walkthrough is the planner's solution from the initial state
         walkthrough = getattr(self.env, "walkthrough", None)
         self._plan = list(walkthrough) if walkthrough else None
@@ -77,20 +81,17 @@ class GameSession:
             self.expert.reset(self.path)
             self.expert.observe(feedback)
             self.expert_next = "look"  # alfworld's expert opens every game with a look
-        except Exception as exc:  # the handcoded expert is a heuristic; its failure ends nothing
+        except Exception:  # the handcoded expert is a heuristic; its failure ends nothing
             self.expert, self.expert_next = None, None
-            self.notes.append(f"handcoded expert unavailable: {type(exc).__name__}: {exc}")
         return self.observation(self.intro)
 
     def step(self, command: str) -> dict[str, Any]:
         self.state, _, _ = self.env.step(command)
-        self.steps += 1
         # an optimal plan's suffix stays optimal while the agent follows it
         following = (
             self._plan and self._plan[0] == command and "Nothing happens" not in self.state["feedback"]
         )
         self._plan = self._plan[1:] if following else None
-        self.last_action = command
         feedback = self.state["feedback"].strip()
         if self.expert is not None:
             try:
@@ -163,17 +164,14 @@ class GameSession:
                     "state": sorted(flags.get(name, ())),
                 }
             )
-        appliance = {
-            "pick_clean_then_place_in_recep": "sinkbasin",
-            "pick_heat_then_place_in_recep": "microwave",
-            "pick_cool_then_place_in_recep": "fridge",
-        }.get(str(p.get("task_type", "")))
+        transform = TRANSFORMS.get(str(p.get("task_type", "")))
+        appliance = APPLIANCE[transform] if transform else None
         involved: dict[str, str] = {}
         for name, t in sorted(types.items()):
             if t in recep_types and name not in where:
                 involved[name] = "target"
             elif appliance and t == appliance:
-                involved[name] = f"to {appliance_use(appliance)}"
+                involved[name] = f"to {transform}"
         return {
             "task": self.task,
             "task_type": str(p.get("task_type", "")),
@@ -184,7 +182,3 @@ class GameSession:
             "plan": self.plan() if with_plan else None,
             "handcoded_next": self.expert_next,
         }
-
-
-def appliance_use(appliance: str) -> str:
-    return {"sinkbasin": "clean", "microwave": "heat", "fridge": "cool"}[appliance]
