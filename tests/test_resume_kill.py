@@ -35,8 +35,9 @@ def test_kill_minus_nine_then_resume(tmp_path) -> None:
 
     proc = _start(config, tmp_path / "first.log")
     deadline = time.monotonic() + 300
-    # kill as soon as iteration 1's corrections exist: the process is then building or training
-    while not (run / "iter_1" / "corrections.jsonl").exists():
+    # kill as soon as iteration 1's samples exist (written after its corrections and teacher
+    # stats): the process is then training iteration 1
+    while not (run / "iter_1" / "samples.jsonl").exists():
         assert proc.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
         assert time.monotonic() < deadline, "the run did not reach iteration 1"
         time.sleep(0.05)
