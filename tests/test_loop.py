@@ -109,6 +109,12 @@ def test_every_stage_runs_and_writes_its_outputs(tmp_path) -> None:
     stages = [m["stage"] for m in read_jsonl(run / "metrics.jsonl")]
     assert stages.count("train") == 3 and stages.count("valid") == 3 and "test" in stages
     assert (run / "final" / "test_iter_0" / "summary.json").exists()
+    # BC and the best LEAP iteration are both tested, whichever validation selects
+    leap_best = summary["best_leap_iteration"]
+    assert leap_best in (1, 2) and summary["best_iteration"] in (0, leap_best)
+    assert (run / "final" / f"test_iter_{leap_best}" / "summary.json").exists()
+    tested = [r["iteration"] for r in summary["iterations"] if r["test"] is not None]
+    assert tested == [0, leap_best]
     assert json.loads((run / "summary.json").read_text()) == summary
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 
 from leap.envs.base import ActionSpace
-from leap.models.base import ChatModel, Conversation
+from leap.models.base import ChatModel, ChoiceConstraint, Conversation
 from leap.policy import AgentView, Decision, Policy
 
 PROMPT_STYLES = ("student", "react")
@@ -165,6 +165,7 @@ class LLMPolicy(Policy):
         max_new_tokens: int = 64,
         seed: int = 0,
         stop: Sequence[str] = ("\n\n",),
+        constrain_actions: bool = False,
         name: str | None = None,
     ) -> None:
         self.model = model
@@ -173,8 +174,18 @@ class LLMPolicy(Policy):
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self.stop = tuple(stop)
+        #: decode the ACTION line as one of the step's candidates (local models only)
+        self.constrain_actions = constrain_actions
         self.name = name or model.name
         self._calls = 0
+
+    @staticmethod
+    def _constraint(view: AgentView) -> ChoiceConstraint | None:
+        """Candidates bind the ACTION line unless free-form actions are also allowed."""
+        space = view.action_space
+        if not space.choices or space.free_form is not None:
+            return None
+        return ChoiceConstraint("ACTION:", tuple(space.choices))
 
     def act(self, views: list[AgentView]) -> list[Decision]:
         conversations = [render_prompt(v, self.prompt) for v in views]
@@ -184,6 +195,7 @@ class LLMPolicy(Policy):
             max_new_tokens=self.max_new_tokens,
             seed=self.seed + self._calls,
             stop=self.stop,
+            constraints=[self._constraint(v) for v in views] if self.constrain_actions else None,
         )
         self._calls += 1
         decisions = []

@@ -77,6 +77,10 @@ def eval_command(
     ] = "react",
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.0,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per step.")] = 64,
+    constrain_actions: Annotated[
+        bool,
+        typer.Option(help="Decode the ACTION line as one of the candidates (local models)."),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N (local models).")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16 (local models).")] = "auto",
@@ -95,7 +99,9 @@ def eval_command(
         else {"device": device, "dtype": dtype, "batch_size": batch_size}
     )
     try:
-        options = ModelOptions(PromptSettings(style=prompt), temperature, max_new_tokens, seed, backend)
+        options = ModelOptions(
+            PromptSettings(style=prompt), temperature, max_new_tokens, seed, constrain_actions, backend
+        )
         chosen = build_policy(policy, env, options)
         out_dir = out or Path("runs") / "eval" / _slug(f"{env}-{split}-{policy}")
         summary = evaluate(env, split, chosen, n=n, out_dir=out_dir, batch_size=batch_size, horizon=horizon)

@@ -48,6 +48,8 @@ class StudentSection(_Strict):
     #: decoding for validation and test evaluation (0: greedy)
     eval_temperature: float = Field(default=0.0, ge=0)
     max_new_tokens: int = Field(default=256, ge=1)
+    #: decode the ACTION line as one of the step's candidate actions (constrained decoding)
+    constrain_actions: bool = False
     batch_size: int = Field(default=32, ge=1)
     device: str = "auto"
     dtype: str = "auto"

@@ -3,7 +3,7 @@
     iteration 0: demonstrations -> samples D_0 -> train pi_0 -> evaluate on validation
     iteration i: roll out pi_{i-1} on fresh training tasks -> the privileged teacher corrects the
                  failed episodes -> samples D_i -> train pi_i on D_0 ∪ ... ∪ D_i -> evaluate
-    finally:     pick the best iteration on validation -> evaluate it (and BC) on the test split
+    finally:     pick the best iteration on validation -> test BC and the best LEAP iteration
 
 Every stage writes its output into ``RUN/iter_k/`` atomically and is skipped when that output
 exists, so ``leap run CONFIG`` after a kill resumes at the first unfinished stage. Rollouts also
@@ -94,6 +94,7 @@ class LeapRun:
             temperature=temperature,
             max_new_tokens=s.max_new_tokens,
             seed=self.config.seed,
+            constrain_actions=s.constrain_actions,
             name=spec,
         )
 
@@ -370,21 +371,16 @@ class LeapRun:
             log.warning("stopping: %s", exc)
         if not results:
             raise RuntimeError(f"the run stopped before any model was trained: {stopped}")
-        best = max(
-            results,
-            key=lambda r: (
-                r.valid["success_rate"],
-                r.valid["mean_score"],
-                -r.valid["mean_actions"],
-                -r.iteration,
-            ),
-        )
+        best = max(results, key=_ranking)
+        # BC and the best LEAP iteration always meet on the test split; one of them is `best`
+        best_leap = max((r for r in results if r.iteration > 0), key=_ranking, default=None)
         tests = {0: self.test(0)}
-        if best.iteration != 0:
-            tests[best.iteration] = self.test(best.iteration)
+        if best_leap is not None:
+            tests[best_leap.iteration] = self.test(best_leap.iteration)
         summary = {
             "name": self.config.name,
             "best_iteration": best.iteration,
+            "best_leap_iteration": best_leap.iteration if best_leap is not None else None,
             "stopped_early": stopped,
             "iterations": [
                 {
@@ -397,6 +393,12 @@ class LeapRun:
         }
         atomic_write_json(self.dir / "summary.json", summary)
         return summary
+
+
+def _ranking(result: IterationResult) -> tuple[float, float, float, int]:
+    """Validation success, then score, then fewer actions, then the earlier iteration."""
+    v = result.valid
+    return (v["success_rate"], v["mean_score"], -v["mean_actions"], -result.iteration)
 
 
 def _headline(summary: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,8 @@ class ModelOptions:
     temperature: float = 0.0
     max_new_tokens: int = 64
     seed: int = 0
+    #: decode the ACTION line as one of the candidates (local models)
+    constrain_actions: bool = False
     #: options for the backend: device/dtype/batch_size (transformers) or base_url/api_key_env
     backend: dict[str, Any] = field(default_factory=dict)
 
@@ -46,5 +48,6 @@ def build_policy(spec: str, env_name: str, options: ModelOptions | None = None) 
         temperature=options.temperature,
         max_new_tokens=options.max_new_tokens,
         seed=options.seed,
+        constrain_actions=options.constrain_actions,
         name=spec,
     )

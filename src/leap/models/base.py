@@ -15,6 +15,15 @@ class ModelError(RuntimeError):
     """A model cannot be loaded or cannot do what was asked."""
 
 
+@dataclass(frozen=True)
+class ChoiceConstraint:
+    """Constrained decoding: once ``marker`` has been written, the rest of the reply must be one
+    of ``choices`` (the agent's ``ACTION:`` line restricted to the candidate actions)."""
+
+    marker: str
+    choices: tuple[str, ...]
+
+
 @dataclass
 class Generation:
     text: str
@@ -64,11 +73,14 @@ class ChatModel(ABC):
         max_new_tokens: int = 256,
         seed: int | None = None,
         stop: Sequence[str] = (),
+        constraints: Sequence[ChoiceConstraint | None] | None = None,
     ) -> list[Generation]:
         """One reply per conversation, in order. ``temperature == 0`` means greedy decoding.
 
         Text is cut before the first stop string. A failed request gives a Generation with
-        ``error`` set instead of raising, so one bad request never ends a batch.
+        ``error`` set instead of raising, so one bad request never ends a batch. ``constraints``
+        (one per conversation, or None) restrict the end of a reply to given choices; a backend
+        that cannot enforce them generates freely and says so once in the log.
         """
 
     @abstractmethod

@@ -1,8 +1,8 @@
 """A disk cache in front of any chat model: a request is never paid for twice.
 
 Keys are the SHA-256 of everything that determines a reply (model name, messages, temperature,
-max new tokens, seed, stop strings). Replies are appended to one JSONL file; failed requests are
-not cached, so they are tried again on resume.
+max new tokens, seed, stop strings, any decoding constraint). Replies are appended to one JSONL
+file; failed requests are not cached, so they are tried again on resume.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import hashlib
 import json
 import threading
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from leap.io import append_jsonl, read_jsonl
-from leap.models.base import ChatModel, Conversation, Generation
+from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation
 
 
 def request_key(model: str, conversation: Conversation, **params: object) -> str:
@@ -45,6 +46,7 @@ class CachedChatModel(ChatModel):
         max_new_tokens: int = 256,
         seed: int | None = None,
         stop: Sequence[str] = (),
+        constraints: Sequence[ChoiceConstraint | None] | None = None,
     ) -> list[Generation]:
         params = {
             "temperature": temperature,
@@ -52,7 +54,11 @@ class CachedChatModel(ChatModel):
             "seed": seed,
             "stop": list(stop),
         }
-        keys = [request_key(self.inner.name, c, **params) for c in conversations]
+        per_request = list(constraints) if constraints else [None] * len(conversations)
+        keys = [
+            request_key(self.inner.name, c, **params, **({"constraint": asdict(k)} if k else {}))
+            for c, k in zip(conversations, per_request, strict=True)
+        ]
         results: list[Generation | None] = [None] * len(keys)
         missing = []
         for i, key in enumerate(keys):
@@ -71,6 +77,7 @@ class CachedChatModel(ChatModel):
                 max_new_tokens=max_new_tokens,
                 seed=seed,
                 stop=stop,
+                constraints=[per_request[i] for i in missing] if constraints else None,
             )
             for i, gen in zip(missing, fresh, strict=True):
                 results[i] = gen

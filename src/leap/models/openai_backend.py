@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import openai
 
-from leap.models.base import ChatModel, Conversation, Generation, ModelError, cut_at_stop
+from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation, ModelError, cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class OpenAIChatModel(ChatModel):
         self.name = f"openai:{model}"
         self.model = model
         self.max_concurrency = max_concurrency
+        self._warned_constraints = False
         self.client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=max_retries, timeout=timeout)
 
     def _one(self, conversation: Conversation, kwargs: dict[str, object], stop: Sequence[str]) -> Generation:
@@ -82,7 +83,11 @@ class OpenAIChatModel(ChatModel):
         max_new_tokens: int = 256,
         seed: int | None = None,
         stop: Sequence[str] = (),
+        constraints: Sequence[ChoiceConstraint | None] | None = None,
     ) -> list[Generation]:
+        if constraints and any(constraints) and not self._warned_constraints:
+            self._warned_constraints = True
+            log.warning("%s: constrained action decoding needs a local model; generating freely", self.name)
         kwargs: dict[str, object] = {"temperature": temperature, "max_tokens": max_new_tokens}
         if seed is not None:
             kwargs["seed"] = seed

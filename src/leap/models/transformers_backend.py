@@ -7,9 +7,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessorList,
+    PreTrainedTokenizerBase,
+)
 
-from leap.models.base import ChatModel, Conversation, Generation, cut_at_stop
+from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation, cut_at_stop
+from leap.models.choice_decoding import ChoiceLogitsProcessor
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +119,7 @@ class TransformersChatModel(ChatModel):
         max_new_tokens: int = 256,
         seed: int | None = None,
         stop: Sequence[str] = (),
+        constraints: Sequence[ChoiceConstraint | None] | None = None,
     ) -> list[Generation]:
         prompts = [self.render(c) for c in conversations]
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -131,7 +139,19 @@ class TransformersChatModel(ChatModel):
         for batch in self._batches(range(len(prompts)), [len(e) for e in encoded]):
             inputs = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            output = self.model.generate(**inputs, generation_config=config, tokenizer=self.tokenizer)
+            processors = LogitsProcessorList()
+            if constraints and any(constraints[i] for i in batch):
+                processors.append(
+                    ChoiceLogitsProcessor(
+                        self.tokenizer,
+                        inputs["input_ids"].shape[1],
+                        [constraints[i] for i in batch],
+                        self.tokenizer.eos_token_id,
+                    )
+                )
+            output = self.model.generate(
+                **inputs, generation_config=config, tokenizer=self.tokenizer, logits_processor=processors
+            )
             new_tokens = output[:, inputs["input_ids"].shape[1] :]
             for row, i in enumerate(batch):
                 tokens = new_tokens[row]

@@ -489,7 +489,7 @@ OBJECTS: dict[str, ObjectKind] = {
 
 
 def preposition(receptacle_type: str) -> str:
-    """"in" a container, "on" a surface (and on types the embedded world does not have)."""
+    """The preposition for a receptacle: "in" a container, "on" a surface or an unknown type."""
     kind = RECEPTACLES.get(receptacle_type)
     return "in" if kind is not None and kind.container else "on"
 

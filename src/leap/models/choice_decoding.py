@@ -1,0 +1,94 @@
+"""Constrained decoding for local models: after a marker, only the tokens of a listed choice.
+
+The reply is free until the marker (``ACTION:``) has been written; from then on each step may
+only continue one of the row's choices (a token trie), and a finished choice ends the reply. A row
+whose text after the marker leaves the trie (an unusual tokenisation of the marker) is released
+and decodes freely, so the constraint can never make a row unsatisfiable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import LogitsProcessor, PreTrainedTokenizerBase
+
+from leap.models.base import ChoiceConstraint
+
+#: trie key marking that a choice may end at this node
+_END = -1
+
+Trie = dict[int, "Trie"]
+
+
+def build_trie(tokenizer: PreTrainedTokenizerBase, choices: Sequence[str]) -> Trie:
+    """Token trie of the choices as they follow the marker (with their leading space)."""
+    root: Trie = {}
+    for choice in choices:
+        node = root
+        for token in tokenizer(" " + choice, add_special_tokens=False)["input_ids"]:
+            node = node.setdefault(token, {})
+        node[_END] = {}
+    return root
+
+
+class ChoiceLogitsProcessor(LogitsProcessor):
+    """Masks every token that does not continue a choice, per row of a left-padded batch."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt_length: int,
+        constraints: Sequence[ChoiceConstraint | None],
+        eos_token_id: int,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.constraints = list(constraints)
+        self.eos_token_id = eos_token_id
+        self.tries = [build_trie(tokenizer, c.choices) if c and c.choices else None for c in constraints]
+        #: per row: the index of the first generated token after the marker, once it is written
+        self.start: list[int | None] = [None] * len(constraints)
+        self.released = [False] * len(constraints)
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _allowed(self, row: int, tokens: list[int]) -> list[int] | None:
+        trie, constraint = self.tries[row], self.constraints[row]
+        if trie is None or constraint is None or self.released[row]:
+            return None
+        if self.start[row] is None:
+            if constraint.marker not in self._text(tokens):
+                return None
+            # the shortest prefix that holds the marker: the choice starts right after it
+            end = next(k for k in range(len(tokens) + 1) if constraint.marker in self._text(tokens[:k]))
+            text = self._text(tokens[:end])
+            if text[text.find(constraint.marker) + len(constraint.marker) :].strip():
+                self.released[row] = True  # the marker's last token already began the action
+                return None
+            self.start[row] = end
+        node = trie
+        for token in tokens[self.start[row] :]:
+            if token not in node:
+                self.released[row] = True
+                return None
+            node = node[token]
+        allowed = [t for t in node if t != _END]
+        if _END in node:
+            allowed.append(self.eos_token_id)
+        return allowed
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length :].tolist()
+        for row, tokens in enumerate(generated):
+            if tokens and tokens[-1] == self.eos_token_id:
+                continue  # finished; generate pads this row from now on
+            allowed = self._allowed(row, tokens)
+            if allowed is None:
+                continue
+            keep = torch.tensor(allowed, device=scores.device)
+            masked = torch.full_like(scores[row], float("-inf"))
+            masked[keep] = scores[row, keep]
+            scores[row] = masked
+        return scores

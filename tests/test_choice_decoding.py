@@ -1,0 +1,77 @@
+"""Constrained decoding: after the marker, a reply can only be one of its choices."""
+
+from __future__ import annotations
+
+import torch
+
+from leap.agents import LLMPolicy
+from leap.envs.base import ActionSpace, FreeFormRule
+from leap.models.base import ChoiceConstraint
+from leap.models.choice_decoding import ChoiceLogitsProcessor, build_trie
+from leap.policy import AgentView
+
+CHOICES = ("go to cabinet 1", "go to cabinet 10", "open cabinet 1", "take mug 2 from cabinet 1")
+CONVERSATIONS = [
+    [{"role": "user", "content": "Task: put a mug in cabinet 1."}],
+    [{"role": "user", "content": "Where next? " * 5}],
+    [{"role": "user", "content": "Short."}],
+]
+
+
+def test_whole_reply_is_a_choice_greedy_and_sampled(tiny_model) -> None:
+    constraint = ChoiceConstraint("", CHOICES)  # empty marker: constrained from the first token
+    for temperature in (0.0, 1.0):
+        gens = tiny_model.generate(
+            CONVERSATIONS,
+            temperature=temperature,
+            max_new_tokens=16,
+            seed=3,
+            constraints=[constraint] * len(CONVERSATIONS),
+        )
+        assert all(g.text.strip() in CHOICES for g in gens), [g.text for g in gens]
+
+
+def test_unconstrained_rows_of_a_batch_decode_as_alone(tiny_model) -> None:
+    alone = tiny_model.generate(CONVERSATIONS[1:2], max_new_tokens=12)[0].text
+    mixed = tiny_model.generate(
+        CONVERSATIONS[:2], max_new_tokens=12, constraints=[ChoiceConstraint("", CHOICES), None]
+    )
+    assert mixed[0].text.strip() in CHOICES
+    assert mixed[1].text == alone
+
+
+def _allowed(processor: ChoiceLogitsProcessor, text: str, vocab: int) -> set[int]:
+    tokens = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    prompt = [7, 8, 9]
+    scores = torch.zeros(1, vocab)
+    out = processor(torch.tensor([prompt + tokens]), scores.clone())
+    return set(torch.nonzero(out[0] > float("-inf")).flatten().tolist())
+
+
+def test_processor_follows_the_marker_then_the_trie(tiny_model) -> None:
+    tokenizer = tiny_model.tokenizer
+    vocab = len(tokenizer)
+    eos = tokenizer.eos_token_id
+    make = lambda: ChoiceLogitsProcessor(  # noqa: E731 - a fresh processor per reply
+        tokenizer, 3, [ChoiceConstraint("ACTION:", CHOICES)], eos
+    )
+    assert len(_allowed(make(), "REASON: I look", vocab)) == vocab  # before the marker: free
+    first = {ids[0] for ids in (tokenizer(" " + c, add_special_tokens=False)["input_ids"] for c in CHOICES)}
+    assert _allowed(make(), "REASON: I look.\nACTION:", vocab) == first
+    one = tokenizer(" go to cabinet 1", add_special_tokens=False)["input_ids"]
+    after_one = _allowed(make(), "REASON: I look.\nACTION: go to cabinet 1", vocab)
+    assert eos in after_one and len(after_one) == 2  # end here, or go on to "10"
+    assert build_trie(tokenizer, CHOICES)[one[0]]  # the shared prefix is one branch
+    done = _allowed(make(), "REASON: I look.\nACTION: open cabinet 1", vocab)
+    assert done == {eos}
+    # text that leaves the trie releases the row instead of making it unsatisfiable
+    assert len(_allowed(make(), "REASON: I look.\nACTION: dance", vocab)) == vocab
+
+
+def test_policy_passes_candidates_only_for_closed_action_spaces(tiny_model) -> None:
+    closed = AgentView("e", "t", "obs", ActionSpace(choices=CHOICES))
+    open_ = AgentView("e", "t", "obs", ActionSpace(choices=("submit",), free_form=FreeFormRule(".+", "any")))
+    assert LLMPolicy._constraint(closed) == ChoiceConstraint("ACTION:", CHOICES)
+    assert LLMPolicy._constraint(open_) is None
+    policy = LLMPolicy(tiny_model, constrain_actions=True, max_new_tokens=8)
+    assert len(policy.act([closed, closed])) == 2
