@@ -102,6 +102,13 @@ def test_older_actions_are_listed_by_name() -> None:
     assert f"> {turns[3].action}" in content and f"> {turns[4].action}" in content
 
 
+def test_candidate_list_can_be_left_out_of_the_prompt() -> None:
+    _, _, obs, view = _planned_view("valid/0003", 2)
+    without = render_prompt(view, PromptSettings(list_actions=False))[1]["content"]
+    assert "Actions:" not in without and without.endswith(obs)
+    assert "Actions: " in render_prompt(view, PromptSettings())[1]["content"]
+
+
 def test_observations_are_clipped() -> None:
     view = AgentView("e", "t", "x" * 1000, SPACE)
     content = render_prompt(view, PromptSettings(max_observation_chars=100))[1]["content"]

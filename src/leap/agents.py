@@ -48,6 +48,9 @@ class PromptSettings:
     earlier_actions: int = 12
     #: observations longer than this are clipped (0: never)
     max_observation_chars: int = 600
+    #: list the candidate actions in the prompt (with constrained decoding a student can do
+    #: without the list, which is often half of the prompt)
+    list_actions: bool = True
 
     def __post_init__(self) -> None:
         if self.style not in PROMPT_STYLES:
@@ -70,6 +73,7 @@ def step_context(view: AgentView, settings: PromptSettings) -> dict[str, Any]:
         "earlier": earlier,
         "omitted": len(older) - len(earlier),
         "choices": space.choices,
+        "list_actions": settings.list_actions,
         "free_form": space.free_form.description if space.free_form else "",
         "max_observation_chars": settings.max_observation_chars,
     }

@@ -33,10 +33,15 @@ class PromptSection(_Strict):
     history_steps: int = Field(default=6, ge=0)
     earlier_actions: int = Field(default=12, ge=0)
     max_observation_chars: int = Field(default=600, ge=0)
+    list_actions: bool = True
 
     def settings(self) -> PromptSettings:
         return PromptSettings(
-            self.style, self.history_steps, self.earlier_actions, self.max_observation_chars
+            self.style,
+            self.history_steps,
+            self.earlier_actions,
+            self.max_observation_chars,
+            self.list_actions,
         )
 
 
