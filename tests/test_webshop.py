@@ -8,11 +8,14 @@ from functools import cache
 
 import pytest
 
-from leap.envs.base import EnvError
+from leap.envs.base import EnvError, UnknownTaskError
+from leap.envs.webshop.env import WebShopEnv
+from leap.envs.webshop.experts import PlannerPolicy, SearcherPolicy, ShopTeacherPolicy, instruction_query
 from leap.envs.webshop.goals import Goal, human_goals, split_goals, synthetic_goals
 from leap.envs.webshop.products import Product, load_products, parse_options, parse_pricing, webshop_data_dir
 from leap.envs.webshop.reward import normalize_colour, purchase_reward, title_nouns
 from leap.envs.webshop.search import ProductSearch
+from leap.rollout import run_episodes
 
 
 @cache
@@ -125,3 +128,112 @@ def test_search_finds_each_product_by_its_title() -> None:
     top = sum(search.search(p.title)[:1] == [p.asin] for p in products)
     assert top >= 0.99 * len(products)
     assert len(search.search("tea")) <= 50 and search.search("the of and") == []
+
+
+# -- the environment ----------------------------------------------------------------------------
+@cache
+def _env() -> WebShopEnv:
+    return WebShopEnv()
+
+
+def _target_first_page() -> tuple[WebShopEnv, str]:
+    env = _env()
+    task = "test/0000"
+    env.reset(task)
+    return env, task
+
+
+def test_pages_and_action_rules() -> None:
+    env, task = _target_first_page()
+    goal = env.goal(task)
+    space = env.action_space()
+    assert space.choices == () and space.free_form is not None
+    assert space.free_form.accepts("search[red shoes]") and not space.free_form.accepts("search[]")
+    assert env.step("search[ ]").info["invalid"]  # an empty query changes nothing
+    results = env.step(f"search[{instruction_query(env.task)}]")
+    assert results.info["page"] == "results" and "Page 1 (Total results: " in results.observation
+    assert (
+        results.observation.startswith("Back to Search [SEP] ")
+        and " [SEP] Next > [SEP] " in results.observation
+    )
+    space = env.action_space()
+    assert space.free_form is None  # no search bar here: search[...] is invalid
+    assert "click[back to search]" in space.choices and "click[next >]" in space.choices
+    assert env.step("search[shoes]").info["invalid"]
+    asins = [c[6:-1] for c in space.choices if c.startswith("click[b0")]
+    assert len(asins) == 10 and all(a == a.lower() for a in asins)
+    env.step("click[next >]")
+    assert "Page 2 (Total results: " in env.step("click[nonsense]").observation
+    assert "click[< prev]" in env.action_space().choices
+    env.step("click[< prev]")
+    item = env.step(f"CLICK[{asins[0].upper()}]")  # names match without case
+    assert item.info["page"] == "item"
+    product = env.shop.products[asins[0].upper()]
+    assert f"Price: {product.price_tag}" in item.observation and item.observation.endswith("Buy Now")
+    for sub in ("description", "features", "reviews"):
+        assert env.step(f"click[{sub}]").info["page"] == sub
+        assert env.step("click[< prev]").info["page"] == "item"
+    assert env.step("click[back to search]").info["page"] == "search"
+    assert goal.instruction in env.step("click[buy now]").observation  # invalid here: still the search page
+
+
+def test_options_are_marked_in_rich_mode_and_buying_scores() -> None:
+    env = WebShopEnv(observation_mode="rich")
+    task = next(t for t in env.task_ids("test") if env.goal(t).options)
+    env.reset(task)
+    goal = env.goal(task)
+    plan = env.privileged_state().data["plan"]
+    for action in plan[:-1]:
+        result = env.step(action)
+    value = goal.options[0][1]
+    assert f"[x {value}]" in result.observation and "[Buy Now]" in result.observation.splitlines()
+    done = env.step(plan[-1])
+    assert done.done and done.reward == 1.0 and done.success
+    assert set(done.info["score_parts"]) >= {"r_type", "r_attribute", "r_option", "r_price"}
+    after = env.step("click[buy now]")
+    assert after.done and after.reward == 1.0 and after.info["invalid"]
+
+
+def test_privileged_state_and_its_secrets() -> None:
+    env, task = _target_first_page()
+    goal = env.goal(task)
+    state = env.privileged_state()
+    assert goal.asin in state.text and all(a in state.text for a in goal.attributes)
+    assert state.data["price_upper"] == goal.price_upper
+    assert any(s.pattern == goal.asin for s in state.secrets)
+
+
+def test_planner_buys_the_goal_on_200_test_goals() -> None:
+    env = _env()
+    tasks = list(env.task_ids("test"))[:200]
+    episodes = run_episodes(lambda: WebShopEnv(), tasks, PlannerPolicy(), batch_size=32, show_progress=False)
+    assert sum(e.success for e in episodes) >= 0.95 * len(tasks)
+    assert all(e.n_invalid == 0 for e in episodes)
+
+
+def test_teacher_levels_and_realizable_reasons() -> None:
+    tasks = list(_env().task_ids("valid"))[:40]
+    for privilege in (0, 25, 100):
+        policy = ShopTeacherPolicy(privilege)
+        episodes = run_episodes(lambda: WebShopEnv(), tasks, policy, batch_size=40, show_progress=False)
+        rate = sum(e.success for e in episodes) / len(episodes)
+        reasons = " ".join(s.reason for e in episodes for s in e.steps)
+        asins = {_env().goal(t).asin for t in tasks}
+        if privilege == 0:
+            assert rate < 0.6
+        else:
+            assert rate >= 0.9
+        named = any(a in reasons for a in asins)
+        assert named == (privilege == 100)  # only 100 % names the hidden product
+    with pytest.raises(ValueError):
+        ShopTeacherPolicy(30)
+
+
+def test_searcher_is_a_weaker_baseline_and_categories_are_product_groups() -> None:
+    env = _env()
+    tasks = list(env.task_ids("test"))[:40]
+    episodes = run_episodes(lambda: WebShopEnv(), tasks, SearcherPolicy(), batch_size=40, show_progress=False)
+    assert 0 < sum(e.success for e in episodes) < len(tasks)
+    assert {env.category(t) for t in tasks} <= {"beauty", "electronics", "fashion", "garden", "grocery"}
+    with pytest.raises(UnknownTaskError):
+        env.reset("test/9999")

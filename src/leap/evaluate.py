@@ -29,6 +29,27 @@ def _rates(episodes: Sequence[Episode]) -> dict[str, Any]:
     }
 
 
+#: score parts an environment may report in its final step's ``info["score_parts"]`` (WebShop)
+SCORE_PARTS = {"attribute": "r_attribute", "option": "r_option", "type": "r_type", "price": "r_price"}
+
+
+def score_parts(episodes: Sequence[Episode]) -> dict[str, float] | None:
+    """Mean of each score part over the episodes (0 where nothing was scored; an option part
+    counts only for goals that have options); None if the environment reports no parts."""
+    finals = [e.steps[-1].info.get("score_parts") if e.steps else None for e in episodes]
+    if not any(finals):
+        return None
+    out = {}
+    for name, key in SCORE_PARTS.items():
+        values = [
+            float(f[key]) if f and f.get(key) is not None else 0.0
+            for f in finals
+            if not f or f.get(key) is not None
+        ]
+        out[name] = sum(values) / len(values) if values else 0.0
+    return out
+
+
 def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
     """Success rate (0..1), mean #actions, invalid-action rate, and the same per category."""
     by_category: dict[str, list[Episode]] = defaultdict(list)
@@ -36,6 +57,8 @@ def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
         by_category[e.category or "?"].append(e)
     summary = _rates(episodes)
     summary["per_category"] = {c: _rates(eps) for c, eps in sorted(by_category.items())}
+    if (parts := score_parts(episodes)) is not None:
+        summary["score_parts"] = parts
     return summary
 
 
@@ -60,6 +83,8 @@ def results_table(summary: dict[str, Any], title: str) -> Table:
         row(category, r)
     table.add_section()
     row("all", summary, style="bold")
+    if parts := summary.get("score_parts"):
+        table.caption = "score parts (0-100): " + " · ".join(f"{k} {100 * v:.1f}" for k, v in parts.items())
     return table
 
 

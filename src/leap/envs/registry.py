@@ -31,7 +31,8 @@ def _load_builtins() -> None:
     # Imported lazily so that `import leap` stays cheap; each module registers itself.
     import leap.envs.alfworld
     import leap.envs.household
-    import leap.envs.intercode_bash  # noqa: F401
+    import leap.envs.intercode_bash
+    import leap.envs.webshop  # noqa: F401
 
 
 def env_factory(name: str) -> EnvFactory:

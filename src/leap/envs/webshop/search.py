@@ -3,6 +3,8 @@ fields WebShop indexes: title, description, the first bullet point and the optio
 
 from __future__ import annotations
 
+import logging
+
 import bm25s
 import numpy as np
 import Stemmer
@@ -10,6 +12,7 @@ import Stemmer
 from leap.envs.webshop.products import Product
 
 MAX_RESULTS = 50
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 def index_text(product: Product) -> str:
