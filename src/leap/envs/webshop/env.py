@@ -6,6 +6,7 @@ human-goal, full-catalogue WebShop numbers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from leap.envs.base import (
     UnknownTaskError,
 )
 from leap.envs.registry import register_env
+from leap.envs.webshop.experts import plan_from
 from leap.envs.webshop.goals import DEFAULT_SEED, Goal
 from leap.envs.webshop.products import webshop_data_dir
 from leap.envs.webshop.reward import RewardParts, purchase_reward
@@ -142,8 +144,6 @@ class WebShopEnv(Environment):
             f"Attributes wanted: {', '.join(goal.attributes)}\nOptions wanted: {options}\n"
             f"Price limit: {limit}\nA product that satisfies all of them: {goal.asin} ({product.title})"
         )
-        from leap.envs.webshop.experts import plan_from
-
         data = {
             "asin": goal.asin,
             "title": product.title,
@@ -173,8 +173,7 @@ class WebShopEnv(Environment):
 
 
 def _escaped_prefix(title: str) -> str:
-    import re
-
+    """The title's first six words: how a reason would quote the product."""
     return re.escape(" ".join(title.split()[:6]))
 
 
