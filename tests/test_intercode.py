@@ -26,6 +26,8 @@ pytestmark = pytest.mark.skipif(
 
 #: tasks whose gold command cannot score 1.0 every time, and why
 TIME_DEPENDENT = {
+    "fs1/30": "find with an unset ${DIRECTORY} walks / and counts files under /proc, whose number "
+    "depends on which of the pipeline's processes are alive at that moment (it differed under load)",
     "fs2/42": "prints the current date and time: the agent's run and the fresh gold run agree only "
     "when they fall in the same second",
     "fs2/49": "curl with no network (the sandbox has none): both runs fail, and curl's progress meter "
