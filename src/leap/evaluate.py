@@ -41,11 +41,8 @@ def score_parts(episodes: Sequence[Episode]) -> dict[str, float] | None:
         return None
     out = {}
     for name, key in SCORE_PARTS.items():
-        values = [
-            float(f[key]) if f and f.get(key) is not None else 0.0
-            for f in finals
-            if not f or f.get(key) is not None
-        ]
+        # an episode that bought nothing counts 0; a part the goal does not have (None) is skipped
+        values = [float(f[key]) if f else 0.0 for f in finals if not f or f[key] is not None]
         out[name] = sum(values) / len(values) if values else 0.0
     return out
 

@@ -72,19 +72,8 @@ def synthetic_goals(products: list[Product], seed: int = DEFAULT_SEED) -> list[G
         for combination in itertools.product(*(p.options[n] for n in names)):
             chosen = tuple(zip(names, combination, strict=True))
             option_text = ", and ".join(f"{n}: {v}" for n, v in chosen)
-            goals.append(
-                Goal(
-                    asin=p.asin,
-                    instruction=f"{p.instruction}{' with ' + option_text if option_text else ''}{price_text}",
-                    attributes=p.instruction_attributes,
-                    options=chosen,
-                    price_upper=upper,
-                    name=p.title,
-                    query=p.query,
-                    category=p.category,
-                    product_category=p.product_category,
-                )
-            )
+            instruction = f"{p.instruction}{' with ' + option_text if option_text else ''}{price_text}"
+            goals.append(_goal(p, instruction, p.instruction_attributes, chosen, upper))
     return _weighted(goals)
 
 
@@ -105,20 +94,31 @@ def human_goals(products: list[Product], data_dir: Path, seed: int = DEFAULT_SEE
             if not attributes:
                 continue
             upper, price_text = _price_limit(prices[asin], rng)
-            goals.append(
-                Goal(
-                    asin=asin,
-                    instruction=str(entry["instruction"]).strip(".") + price_text,
-                    attributes=attributes,
-                    options=tuple(("", str(v)) for v in entry.get("instruction_options") or ()),
-                    price_upper=upper,
-                    name=p.title,
-                    query=p.query,
-                    category=p.category,
-                    product_category=p.product_category,
-                )
-            )
+            options = tuple(("", str(v)) for v in entry.get("instruction_options") or ())
+            instruction = str(entry["instruction"]).strip(".") + price_text
+            goals.append(_goal(p, instruction, attributes, options, upper))
     return _weighted(goals)
+
+
+def _goal(
+    product: Product,
+    instruction: str,
+    attributes: tuple[str, ...],
+    options: tuple[tuple[str, str], ...],
+    price_upper: float,
+) -> Goal:
+    """A goal for ``product``: the product's own name, query and categories, the rest given."""
+    return Goal(
+        asin=product.asin,
+        instruction=instruction,
+        attributes=attributes,
+        options=options,
+        price_upper=price_upper,
+        name=product.title,
+        query=product.query,
+        category=product.category,
+        product_category=product.product_category,
+    )
 
 
 def _weighted(goals: list[Goal]) -> list[Goal]:
