@@ -58,8 +58,9 @@ class PromptSettings:
 
 
 def step_context(view: AgentView, settings: PromptSettings) -> dict[str, Any]:
-    """Template variables for one step: the task, the recent history as (action, result) pairs,
-    the current observation and the candidates. Student and teacher prompts share it."""
+    """Template variables for one step: the task, the first observation (the room, the page the
+    episode starts on), the recent history as (action, result) pairs and the candidates. Student
+    and teacher prompts share it."""
     observations = [t.observation for t in view.history] + [view.observation]
     steps = [{"action": t.action, "result": observations[i + 1]} for i, t in enumerate(view.history)]
     shown = steps[-settings.history_steps :] if settings.history_steps > 0 else []
@@ -68,7 +69,7 @@ def step_context(view: AgentView, settings: PromptSettings) -> dict[str, Any]:
     space = view.action_space
     return {
         "task": view.task,
-        "observation": view.observation,
+        "first_observation": observations[0],
         "history": shown,
         "earlier": earlier,
         "omitted": len(older) - len(earlier),
