@@ -16,9 +16,10 @@ runner = CliRunner()
 def test_help_lists_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("eval", "run", "envs", "models", "baselines"):
+    commands = ("eval", "run", "envs", "models", "baselines", "report", "view", "sweep")
+    for command in commands:
         assert command in result.output
-    for command in ("eval", "run", "envs", "models", "baselines"):
+    for command in commands:
         sub = runner.invoke(app, [command, "--help"])
         assert sub.exit_code == 0 and "Usage" in sub.output
 
@@ -49,6 +50,26 @@ def test_eval_planner_writes_summary_and_episodes(tmp_path) -> None:
     assert len(episodes) == 24 and all(e["success"] for e in episodes)
     assert not (tmp_path / "episodes.jsonl.partial").exists()
     assert "100.0" in result.output and "pick_two" in result.output
+
+
+def test_eval_resume_keeps_finished_episodes(tmp_path) -> None:
+    out = tmp_path / "eval"
+    args = ["eval", "-p", "planner", "-s", "valid", "--out", str(out)]
+    assert runner.invoke(app, [*args, "-n", "3"]).exit_code == 0
+    # an interrupted evaluation leaves its finished episodes in episodes.jsonl.partial
+    finished = [{**r, "policy": "kept"} for r in read_jsonl(out / "episodes.jsonl")]
+    (out / "episodes.jsonl").unlink()
+    (out / "summary.json").unlink()
+    (out / "episodes.jsonl.partial").write_text("".join(json.dumps(r) + "\n" for r in finished))
+    result = runner.invoke(app, [*args, "-n", "5", "--resume"])
+    assert result.exit_code == 0, result.output
+    policies = [r["policy"] for r in read_jsonl(out / "episodes.jsonl")]
+    assert policies == ["kept"] * 3 + ["planner"] * 2
+    assert not (out / "episodes.jsonl.partial").exists()
+    # without --resume a stale partial file is discarded
+    (out / "episodes.jsonl.partial").write_text("".join(json.dumps(r) + "\n" for r in finished))
+    assert runner.invoke(app, [*args, "-n", "3"]).exit_code == 0
+    assert {r["policy"] for r in read_jsonl(out / "episodes.jsonl")} == {"planner"}
 
 
 def test_eval_searcher_is_weaker(tmp_path) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from leap.cli import app
 from leap.config import ConfigError, load_config, parse_config
 
-CONFIGS = sorted(Path(__file__).parent.parent.glob("configs/**/*.yaml"))
+SHIPPED = sorted(Path(__file__).parent.parent.glob("configs/**/*.yaml"))
+#: sweep files (a base config and a grid) and the run configs
+SWEEPS = [p for p in SHIPPED if "grid" in yaml.safe_load(p.read_text())]
+CONFIGS = [p for p in SHIPPED if p not in SWEEPS]
 
 
 @pytest.mark.parametrize(
@@ -69,3 +73,17 @@ def test_shipped_configs_pass_dry_run(path: Path, monkeypatch) -> None:
 
 def test_paper_configs_exist() -> None:
     assert any("paper" in str(p) for p in CONFIGS)
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_shipped_sweeps_list_their_runs(path: Path) -> None:
+    result = CliRunner().invoke(app, ["sweep", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "runs" in result.output and "=" in result.output
+
+
+def test_the_three_paper_sweeps_are_shipped() -> None:
+    grids = {p.stem: yaml.safe_load(p.read_text())["grid"] for p in SWEEPS}
+    assert grids["privilege"] == {"teacher.privilege": [0, 25, 50, 75, 100]}
+    assert grids["update-rule"] == {"train.rule": ["sft", "dpo", "kto"]}
+    assert grids["teacher"] == {"teacher.kind": ["programmatic", "self"]}

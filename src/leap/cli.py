@@ -6,8 +6,9 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +16,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from leap.agents import PROMPT_STYLES, PromptSettings
+
+_T = TypeVar("_T")
 
 app = typer.Typer(
     help="LEAP: train small LLM agents from privileged expert teachers.",
@@ -86,6 +89,13 @@ def eval_command(
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16 (local models).")] = "auto",
     base_url: Annotated[str | None, typer.Option(help="Server URL for openai:MODEL policies.")] = None,
     api_key_env: Annotated[str, typer.Option(help="Variable holding the API key.")] = "OPENAI_API_KEY",
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the episodes an interrupted evaluation already finished in OUT "
+            "(episodes.jsonl.partial); run it with the same settings."
+        ),
+    ] = False,
 ) -> None:
     """Evaluate a policy on a split: results table, episodes.jsonl and summary.json."""
     from leap.envs import EnvError, UnknownEnvironmentError
@@ -104,7 +114,9 @@ def eval_command(
         )
         chosen = build_policy(policy, env, options)
         out_dir = out or Path("runs") / "eval" / _slug(f"{env}-{split}-{policy}")
-        summary = evaluate(env, split, chosen, n=n, out_dir=out_dir, batch_size=batch_size, horizon=horizon)
+        summary = evaluate(
+            env, split, chosen, n=n, out_dir=out_dir, batch_size=batch_size, horizon=horizon, resume=resume
+        )
     except (EnvError, UnknownEnvironmentError, ModelError, ValueError) as exc:
         raise _fail(str(exc)) from None
     console.print(results_table(summary, f"{env} · {split} · {policy}"))
@@ -153,6 +165,90 @@ def run_command(
     console.print(
         f"run directory: {cfg.run_dir}  ({(time.perf_counter() - started) / 60:.1f} min this session)"
     )
+    _write_report(cfg.run_dir)
+
+
+def _write_report(path: Path) -> None:
+    from leap.reports import build_report
+
+    files = build_report(path)
+    console.print(f"report: {files.html} (and {files.markdown.name}, plots/)")
+
+
+@app.command("report")
+def report_command(
+    path: Annotated[Path, typer.Argument(help="A run directory, or a sweep directory to compare its runs.")],
+) -> None:
+    """Write report.md and a self-contained report.html (tables, plots) into a run or sweep directory."""
+    _from_run_dir(path, _write_report)
+
+
+def _from_run_dir(path: Path, build: Callable[[Path], _T]) -> _T:
+    """``build(path)``, with one-line errors for a missing directory or one that is not a run."""
+    from leap.reports import NotARunError
+
+    if not path.is_dir():
+        raise _fail(f"{path}: no such directory")
+    try:
+        return build(path)
+    except NotARunError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command("view")
+def view_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    open_browser: Annotated[
+        bool, typer.Option("--open/--no-open", help="Open the viewer in the default web browser.")
+    ] = False,
+) -> None:
+    """Build the static trajectory viewer of a run (RUN/viewer/index.html) and print its path."""
+    from leap.reports.viewer import build_viewer
+
+    page = _from_run_dir(run_dir, build_viewer)
+    console.print(f"viewer: {page.resolve()}")
+    if open_browser:
+        import webbrowser
+
+        if not webbrowser.open(page.resolve().as_uri()):
+            console.print("[yellow]no web browser found here; open the path above in one[/yellow]")
+
+
+@app.command("sweep")
+def sweep_command(
+    sweep: Annotated[Path, typer.Argument(help="Sweep file (YAML): a base config and a grid of keys.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the runs of the grid; do not run.")
+    ] = False,
+) -> None:
+    """Run a grid of LEAP runs one after another (resumable), then compare them in one report."""
+    from leap.config import ConfigError
+    from leap.sweep import load_sweep, run_sweep
+
+    try:
+        spec, runs = load_sweep(sweep)
+    except ConfigError as exc:
+        raise _fail(f"config error: {exc}") from None
+    if dry_run:
+        table = Table(title=f"sweep · {spec.name} · {len(runs)} runs", title_justify="left")
+        table.add_column("run")
+        table.add_column("directory")
+        for r in runs:
+            table.add_row(r.name, str(r.config.run_dir))
+        console.print(table)
+        return
+    from leap.loop import LeapRun
+
+    def run_one(cfg: Any) -> dict[str, Any]:
+        summary = LeapRun(cfg, on_stage=lambda m: console.rule(f"[bold]{cfg.name} · {m}")).run()
+        _print_run_summary(summary)
+        _write_report(cfg.run_dir)
+        return summary
+
+    directory = run_sweep(
+        sweep, run_one, on_run=lambda i, n, r: console.rule(f"[bold magenta]run {i + 1} of {n}: {r.name}")
+    )
+    _write_report(directory)
 
 
 def _print_plan(cfg: Any) -> None:

@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from leap.agents import PromptSettings
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EnvSection(_Strict):
+class EnvSection(StrictModel):
     name: str = "household"
     #: keyword arguments for the environment factory (data directories, split sizes, ...)
     options: dict[str, Any] = Field(default_factory=dict)
@@ -28,7 +28,7 @@ class EnvSection(_Strict):
     n_test: int | None = Field(default=None, ge=1)
 
 
-class PromptSection(_Strict):
+class PromptSection(StrictModel):
     style: Literal["student", "react"] = "student"
     history_steps: int = Field(default=6, ge=0)
     earlier_actions: int = Field(default=12, ge=0)
@@ -45,7 +45,7 @@ class PromptSection(_Strict):
         )
 
 
-class StudentSection(_Strict):
+class StudentSection(StrictModel):
     model: str = "smollm2-135m"
     prompt: PromptSection = PromptSection()
     #: sampling temperature for rollouts on training tasks (the paper: 0.3)
@@ -60,7 +60,7 @@ class StudentSection(_Strict):
     dtype: str = "auto"
 
 
-class TeacherSection(_Strict):
+class TeacherSection(StrictModel):
     kind: Literal["programmatic", "llm", "self"] = "programmatic"
     privilege: Literal[0, 25, 50, 75, 100] = 50
     mode: Literal["trajectory", "step"] = "trajectory"
@@ -76,7 +76,7 @@ class TeacherSection(_Strict):
     leakage: Literal["flag", "drop"] = "flag"
 
 
-class DemoSection(_Strict):
+class DemoSection(StrictModel):
     #: expert: roll out a programmatic policy on training tasks; file: read episodes from JSONL
     source: Literal["expert", "file"] = "expert"
     #: "teacher" (the programmatic teacher) or the name of one of the environment's experts
@@ -89,7 +89,7 @@ class DemoSection(_Strict):
     reasons: Literal["programmatic", "llm"] = "programmatic"
 
 
-class LoopSection(_Strict):
+class LoopSection(StrictModel):
     iterations: int = Field(default=2, ge=0)
     #: training tasks rolled out by the student in each iteration (fresh tasks every iteration)
     rollouts_per_iteration: int = Field(default=40, ge=1)
@@ -97,11 +97,15 @@ class LoopSection(_Strict):
     failure_threshold: float = 1.0
     #: most samples kept from each iteration in the aggregate (None: all)
     cap_per_iteration: int | None = Field(default=None, ge=1)
+    #: reference rows on the test split: the environment's experts (privileged and not)
+    reference_experts: bool = True
+    #: ... and the untrained student with the instruction-only (ReAct) prompt
+    reference_zero_shot: bool = True
     #: start each iteration's training from the base model or from the previous adapter
     init: Literal["base", "previous"] = "previous"
 
 
-class TrainSection(_Strict):
+class TrainSection(StrictModel):
     rule: Literal["sft", "dpo", "kto"] = "sft"
     lora_r: int = Field(default=64, ge=1)
     lora_alpha: int = Field(default=128, ge=1)
@@ -111,6 +115,9 @@ class TrainSection(_Strict):
     epochs: float = Field(default=1.0, gt=0)
     #: if set, train this many optimizer steps on the shuffled aggregate instead of whole epochs
     max_steps: int | None = Field(default=None, ge=1)
+    #: iteration 0 (behaviour cloning starts from the base model) may need more steps than the
+    #: later iterations, which continue from the previous adapter; unset: max_steps
+    bc_max_steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=4, ge=1)
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     max_length: int = Field(default=2048, ge=16)
@@ -120,7 +127,7 @@ class TrainSection(_Strict):
     device: str = "auto"
 
 
-class BudgetSection(_Strict):
+class BudgetSection(StrictModel):
     max_teacher_tokens: int | None = Field(default=None, ge=1)
     max_cost_usd: float | None = Field(default=None, gt=0)
     #: US dollars per million tokens, for cost accounting (gpt-4o list prices by default)
@@ -128,7 +135,17 @@ class BudgetSection(_Strict):
     price_output_per_m: float = 10.0
 
 
-class RunConfig(_Strict):
+class TrackingSection(StrictModel):
+    """metrics.jsonl is always written; these add TensorBoard / Weights & Biases sinks."""
+
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "leap"
+    #: offline works without a network (sync later with `wandb sync RUN/wandb/offline-run-*`)
+    wandb_mode: Literal["offline", "online"] = "offline"
+
+
+class RunConfig(StrictModel):
     name: str
     output_dir: Path = Path("runs")
     seed: int = 0
@@ -139,6 +156,7 @@ class RunConfig(_Strict):
     loop: LoopSection = LoopSection()
     train: TrainSection = TrainSection()
     budget: BudgetSection = BudgetSection()
+    tracking: TrackingSection = TrackingSection()
 
     @field_validator("name")
     @classmethod

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,19 +22,20 @@ from typing import Any
 
 import yaml
 
-from leap.agents import LLMPolicy
+from leap.agents import LLMPolicy, PromptSettings
 from leap.config import RunConfig
 from leap.data import Sample, aggregate, export, load_samples, make_sample
 from leap.envs.base import Environment
 from leap.envs.registry import env_factory
 from leap.evaluate import evaluate
-from leap.io import append_jsonl, atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from leap.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from leap.models.base import ChatModel
 from leap.models.cache import CachedChatModel
 from leap.models.registry import load_chat_model, resolve_model_path
 from leap.policy import Policy
 from leap.rollout import Episode
 from leap.teachers import Budget, BudgetExceeded, EpisodeCorrection, LLMTeacher, ProgrammaticTeacher, Teacher
+from leap.tracking import Tracker
 from leap.train import TrainSettings, train_adapter
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class LeapRun:
         self._teacher_model: ChatModel | None = None
         #: the last student model loaded, reused while the same adapter is needed
         self._loaded: tuple[str, ChatModel] | None = None
+        self._tracker: Tracker | None = None
 
     # -- small helpers ---------------------------------------------------------------------------
     def iter_dir(self, k: int) -> Path:
@@ -72,13 +73,23 @@ class LeapRun:
         env.close()
         return type(env)
 
-    def _metric(self, iteration: int | str, stage: str, **values: Any) -> None:
-        append_jsonl(
-            self.dir / "metrics.jsonl",
-            {"iteration": iteration, "stage": stage, "time": time.time(), **values},
-        )
+    def _metric(self, iteration: int | str | None, stage: str, **values: Any) -> None:
+        if self._tracker is None:
+            t = self.config.tracking
+            self._tracker = Tracker(
+                self.dir,
+                tensorboard=t.tensorboard,
+                wandb=t.wandb,
+                wandb_project=t.wandb_project,
+                wandb_mode=t.wandb_mode,
+                name=self.config.name,
+                config=self.config.model_dump(mode="json"),
+            )
+        self._tracker.log(iteration, stage, **values)
 
-    def _student(self, adapter: Path | None, temperature: float) -> LLMPolicy:
+    def _student(
+        self, adapter: Path | None, temperature: float, prompt: PromptSettings | None = None
+    ) -> LLMPolicy:
         s = self.config.student
         spec = str(adapter) if adapter is not None else s.model
         if self._loaded is None or self._loaded[0] != spec:
@@ -90,12 +101,12 @@ class LeapRun:
         model = self._loaded[1]
         return LLMPolicy(
             model,
-            prompt=self.prompt,
+            prompt=prompt or self.prompt,
             temperature=temperature,
             max_new_tokens=s.max_new_tokens,
             seed=self.config.seed,
             constrain_actions=s.constrain_actions,
-            name=spec,
+            name=spec if prompt is None else f"{spec} ({prompt.style} prompt)",
         )
 
     def adapter(self, k: int) -> Path:
@@ -313,7 +324,10 @@ class LeapRun:
         rows = export(union, rule, data_file)
         self.on_stage(f"iteration {k} · {rule} on {rows} rows (iterations 0..{k})")
         init = self.adapter(k - 1) if k > 0 and loop.init == "previous" else None
-        settings = TrainSettings(**{**cfg.model_dump(), "rule": rule}, seed=self.config.seed + k)
+        fields = cfg.model_dump(exclude={"bc_max_steps"})
+        if k == 0 and cfg.bc_max_steps:
+            fields["max_steps"] = cfg.bc_max_steps
+        settings = TrainSettings(**{**fields, "rule": rule}, seed=self.config.seed + k)
         metrics = train_adapter(
             resolve_model_path(self.config.student.model),
             data_file,
@@ -337,7 +351,7 @@ class LeapRun:
             out, split, lambda: self._student(self.adapter(k), self.config.student.eval_temperature), n
         )
         if ran:
-            self._metric(k, stage, **_headline(summary), per_category=summary["per_category"])
+            self._metric(k, stage, **_details(summary))
         return summary
 
     def validate(self, k: int) -> dict[str, Any]:
@@ -352,8 +366,38 @@ class LeapRun:
             k, self.dir / "final" / f"test_iter_{k}", env.test_split, env.n_test, "test"
         )
 
+    def references(self) -> dict[str, dict[str, Any]]:
+        """Reference rows on the test split: the environment's experts (programmatic, cheap) and
+        the untrained student with the instruction-only prompt, as the config asks."""
+        env, loop, s = self.config.env, self.config.loop, self.config.student
+        policies: dict[str, Callable[[], Policy]] = {}
+        if loop.reference_experts:
+            for name, factory in sorted(self.env_class().experts().items()):
+                policies[name] = factory
+        if loop.reference_zero_shot:
+            react = PromptSettings(style="react", max_observation_chars=self.prompt.max_observation_chars)
+            policies["zero-shot"] = lambda: self._student(None, s.eval_temperature, react)
+        results = {}
+        for name, policy in policies.items():
+            out = self.dir / "final" / f"reference_{name}"
+            if not (out / "summary.json").exists():
+                self.on_stage(f"reference · {name} on {env.test_split}")
+            summary, ran = self._rollout(out, env.test_split, policy, env.n_test)
+            if ran:
+                self._metric(None, "reference", reference=name, policy=summary["policy"], **_details(summary))
+            results[name] = _headline(summary)
+        return results
+
     # -- the whole run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            if self._tracker is not None:
+                self._tracker.close()
+                self._tracker = None
+
+    def _run(self) -> dict[str, Any]:
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
             self.dir / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
@@ -377,6 +421,7 @@ class LeapRun:
         tests = {0: self.test(0)}
         if best_leap is not None:
             tests[best_leap.iteration] = self.test(best_leap.iteration)
+        references = self.references()
         summary = {
             "name": self.config.name,
             "best_iteration": best.iteration,
@@ -390,6 +435,7 @@ class LeapRun:
                 }
                 for r in results
             ],
+            "references": references,
         }
         atomic_write_json(self.dir / "summary.json", summary)
         return summary
@@ -404,3 +450,9 @@ def _ranking(result: IterationResult) -> tuple[float, float, float, int]:
 def _headline(summary: dict[str, Any]) -> dict[str, Any]:
     keys = ("n_episodes", "success_rate", "mean_score", "mean_actions", "invalid_action_rate", "n_errored")
     return {k: summary[k] for k in keys}
+
+
+def _details(summary: dict[str, Any]) -> dict[str, Any]:
+    """The headline plus the per-category table and, where the environment has them, score parts."""
+    extra = {k: summary[k] for k in ("per_category", "score_parts") if k in summary}
+    return {**_headline(summary), **extra}

@@ -31,6 +31,8 @@ def plan_rows(config: RunConfig) -> list[tuple[str, str]]:
         "self": f"the student itself at {c.teacher.privilege} %, {c.teacher.mode} mode",
     }[c.teacher.kind]
     steps = f"{c.train.max_steps} steps" if c.train.max_steps else f"{c.train.epochs:g} epoch(s)"
+    if c.train.bc_max_steps:
+        steps += f" ({c.train.bc_max_steps} for BC)"
     rows = [
         ("run directory", str(config.run_dir)),
         ("environment", f"{c.env.name} (horizon {c.env.horizon or 'default'})"),

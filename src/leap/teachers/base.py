@@ -30,6 +30,8 @@ class EpisodeCorrection:
     steps: list[StepCorrection] = field(default_factory=list)
     rejections: Counter[str] = field(default_factory=Counter)
     summary: str = ""
+    #: the privileged state the teacher saw at the episode's start (for reports and the viewer)
+    privileged: str = ""
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)
@@ -44,6 +46,7 @@ class EpisodeCorrection:
             steps=[StepCorrection(**s) for s in record["steps"]],
             rejections=Counter(record["rejections"]),
             summary=record.get("summary", ""),
+            privileged=record.get("privileged", ""),
         )
 
 

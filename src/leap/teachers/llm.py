@@ -19,7 +19,7 @@ from leap.policy import AgentView
 from leap.rollout import Episode
 from leap.teachers.base import EpisodeCorrection, StepCorrection, Teacher
 from leap.teachers.leakage import audit
-from leap.teachers.replay import ReplayMismatch, replay
+from leap.teachers.replay import ReplayMismatch, privileged_text, replay
 from leap.teachers.validation import Rejection, Validated, validate_step, validate_trajectory
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class LLMTeacher(Teacher):
                 views = []
             if len(views) < len(episode.steps):
                 results[i].rejections["replay_mismatch"] += len(episode.steps) - len(views)
+            results[i].privileged = privileged_text(views)
             all_views.append(views)
             if not views:
                 continue

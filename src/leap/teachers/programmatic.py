@@ -10,7 +10,7 @@ from leap.policy import Policy
 from leap.rollout import Episode
 from leap.teachers.base import EpisodeCorrection, StepCorrection, Teacher
 from leap.teachers.leakage import audit
-from leap.teachers.replay import ReplayMismatch, replay
+from leap.teachers.replay import ReplayMismatch, privileged_text, replay
 from leap.teachers.validation import validate_step
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class ProgrammaticTeacher(Teacher):
                     continue
                 if len(views) < len(episode.steps):
                     result.rejections["replay_mismatch"] += len(episode.steps) - len(views)
+                result.privileged = privileged_text(views)
                 for view, decision in zip(views, self.policy.act(views), strict=True):
                     t = len(view.history)
                     checked = validate_step(

@@ -47,3 +47,8 @@ def replay(env: Environment, episode: Episode) -> list[AgentView]:
         if t + 1 < len(episode.steps):
             observation = env.step(step.action).observation
     return views
+
+
+def privileged_text(views: list[AgentView]) -> str:
+    """The privileged state at the start of a replayed episode, as the teacher read it."""
+    return views[0].privileged.text if views and views[0].privileged is not None else ""

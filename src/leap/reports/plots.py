@@ -1,0 +1,111 @@
+"""PNG plots of a run or a sweep (matplotlib's object API: no display, no global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from leap.reports.rundata import RunData
+
+#: one colour per reference row, the same in every plot
+REFERENCE_STYLES = ("tab:gray", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _references(ax: Axes, run: RunData, key: str, scale: float) -> None:
+    for (name, row), colour in zip(sorted(run.references.items()), REFERENCE_STYLES, strict=False):
+        ax.axhline(scale * row[key], linestyle="--", linewidth=1, color=colour, label=f"{name} (test)")
+
+
+def metric_by_iteration(run: RunData, key: str, label: str, path: Path, scale: float = 1.0) -> Path:
+    """``key`` on validation (line) and test (points) against the iteration, with reference lines."""
+    fig = Figure(figsize=(6.4, 3.8))
+    ax = fig.add_subplot()
+    its = run.iterations
+    valid = [(k, row[key]) for k in its if (row := run.row("valid", k))]
+    test = [(k, row[key]) for k in its if (row := run.row("test", k))]
+    if valid:
+        ax.plot([k for k, _ in valid], [scale * v for _, v in valid], marker="o", label="validation")
+    if test:
+        ax.plot([k for k, _ in test], [scale * v for _, v in test], "s", markersize=9, label="test")
+    _references(ax, run, key, scale)
+    ax.set_xlabel("iteration (0 = BC)")
+    ax.set_ylabel(label)
+    ax.set_ylim(bottom=0, top=100 if scale == 100 else None)
+    ax.set_xticks(its or [0])
+    ax.set_title(f"{run.name}: {label}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def _grouped_bars(ax: Axes, groups: Sequence[str], series: dict[str, Sequence[float]]) -> None:
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, values, width=width, label=name)
+    ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right")
+
+
+def category_bars(run: RunData, path: Path) -> Path:
+    """Success % per category on the test split: BC, the best LEAP iteration and the references
+    (validation per iteration when nothing was tested yet)."""
+    cats = run.categories
+    series: dict[str, list[float]] = {}
+    stage = "test" if any(run.row("test", k) for k in run.iterations) else "valid"
+    for k in run.iterations:
+        row = run.row(stage, k)
+        if row:
+            label = "BC" if k == 0 else f"LEAP iter {k}"
+            series[label] = [100 * row["per_category"].get(c, {}).get("success_rate", 0.0) for c in cats]
+    if stage == "test":
+        for name, row in sorted(run.references.items()):
+            series[name] = [100 * row["per_category"].get(c, {}).get("success_rate", 0.0) for c in cats]
+    fig = Figure(figsize=(max(6.4, 1.1 * len(cats) + 2), 3.8))
+    ax = fig.add_subplot()
+    _grouped_bars(ax, cats, series)
+    ax.set_ylabel("success %")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{run.name}: success per category ({stage})")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def loss_curves(run: RunData, path: Path) -> Path:
+    fig = Figure(figsize=(6.4, 3.8))
+    ax = fig.add_subplot()
+    for k in run.iterations:
+        row = run.row("train", k)
+        curve = (row or {}).get("loss_curve") or []
+        if curve:
+            ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], label=f"iteration {k}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.set_title(f"{run.name}: training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def sweep_bars(labels: Sequence[str], series: dict[str, Sequence[float]], title: str, path: Path) -> Path:
+    """One group of bars per run of a sweep (test success % of BC and of the best LEAP iteration)."""
+    fig = Figure(figsize=(max(6.4, 1.2 * len(labels) + 2), 3.8))
+    ax = fig.add_subplot()
+    _grouped_bars(ax, labels, series)
+    ax.set_ylabel("test success %")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,212 @@
+"""``leap report``: report.md and a self-contained report.html for a run or a sweep directory.
+
+The Markdown is rendered from a Jinja template; the HTML is that Markdown converted, with the
+PNG plots embedded as data URIs so that the file can be mailed or attached as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import markdown
+
+from leap.io import atomic_write_text
+from leap.reports import plots
+from leap.reports.rundata import NotARunError, RunData
+from leap.reports.tables import Table, pct, teacher_table, test_table, training_table, validation_table
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    html: Path
+    plots: list[Path]
+
+
+def _cell(value: object) -> str:
+    """A Markdown table cell: pipes escaped, HTML neutralised, one line."""
+    return html.escape(str(value)).replace("|", "\\|").replace("\n", " ")
+
+
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("leap.reports", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown; cells are escaped by the `cell` filter
+    )
+    env.filters["cell"] = _cell
+    return env
+
+
+def _write(
+    directory: Path,
+    title: str,
+    facts: list[tuple[str, str]],
+    tables: list[Table],
+    figures: list[tuple[str, Path]],
+) -> ReportFiles:
+    env = _templates()
+    relative = [(caption, path.relative_to(directory).as_posix()) for caption, path in figures]
+    md_text = env.get_template("report.md.j2").render(
+        title=title, facts=facts, tables=tables, figures=relative
+    )
+    md_path, html_path = directory / "report.md", directory / "report.html"
+    atomic_write_text(md_path, md_text)
+    body = markdown.markdown(md_text, extensions=["tables"])
+
+    def inline(match: re.Match[str]) -> str:
+        data = base64.b64encode((directory / match.group(1)).read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    page = env.get_template("page.html.j2").render(title=html.escape(title), body=body)
+    atomic_write_text(html_path, page)
+    return ReportFiles(md_path, html_path, [p for _, p in figures])
+
+
+def _run_facts(run: RunData) -> list[tuple[str, str]]:
+    c = run.config
+    teacher = c.get("teacher", {})
+    facts = [
+        ("environment", f"{run.env} (horizon {c.get('env', {}).get('horizon') or 'default'})"),
+        ("student", str(c.get("student", {}).get("model", "?"))),
+        (
+            "teacher",
+            f"{teacher.get('kind', '?')} at privilege {teacher.get('privilege', '?')} %",
+        ),
+        ("update rule", str(c.get("train", {}).get("rule", "sft"))),
+        ("iterations trained", ", ".join(map(str, run.iterations)) or "none yet"),
+    ]
+    if run.summary:
+        facts.append(("best iteration on validation", str(run.best_iteration)))
+        if run.summary.get("stopped_early"):
+            facts.append(("stopped early", str(run.summary["stopped_early"])))
+    else:
+        facts.append(("status", "not finished (no summary.json yet)"))
+    if run.has_score_parts:
+        facts.append(
+            (
+                "scores",
+                "0-100 on the synthetic-goal setting of this environment; not comparable with "
+                "the paper's human-goal, full-catalogue numbers",
+            )
+        )
+    return facts
+
+
+def build_run_report(run_dir: str | Path) -> ReportFiles:
+    run = RunData.load(run_dir)
+    out = run.dir / "plots"
+    figures = [
+        (
+            "Success % against iteration",
+            plots.metric_by_iteration(run, "success_rate", "success %", out / "success.png", 100),
+        ),
+        (
+            "Mean #actions against iteration",
+            plots.metric_by_iteration(run, "mean_actions", "mean #actions", out / "actions.png"),
+        ),
+        ("Success % per category", plots.category_bars(run, out / "categories.png")),
+        ("Training loss", plots.loss_curves(run, out / "loss.png")),
+    ]
+    tables = [test_table(run), validation_table(run), teacher_table(run), training_table(run)]
+    return _write(run.dir, f"LEAP run · {run.name}", _run_facts(run), tables, figures)
+
+
+# -- sweeps ---------------------------------------------------------------------------------------
+def _sweep_row(run: RunData, overrides: dict[str, Any]) -> list[str]:
+    def test(k: int | None) -> str:
+        row = run.row("test", k) if k is not None else None
+        return pct(row["success_rate"]) if row else ""
+
+    def valid(k: int | None) -> str:
+        row = run.row("valid", k) if k is not None else None
+        return pct(row["success_rate"]) if row else ""
+
+    leap = run.best_leap_iteration
+    corrections = [r for k in run.iterations if (r := run.row("correct", k))]
+    accepted = sum(r["steps_accepted"] for r in corrections)
+    leaked = sum(r["leaked_steps"] for r in corrections)
+    return [
+        run.name,
+        *(json.dumps(v) if not isinstance(v, str) else v for v in overrides.values()),
+        valid(0),
+        test(0),
+        str(leap) if leap is not None else "",
+        valid(leap),
+        test(leap),
+        str(accepted),
+        pct(leaked / accepted) if accepted else "",
+        "done" if run.summary else "running or stopped",
+    ]
+
+
+def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
+    sweep_dir = Path(sweep_dir)
+    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    keys = list(manifest["grid"])
+    table = Table(
+        f"Sweep {manifest['name']}: one run per grid point",
+        [
+            "run",
+            *keys,
+            "BC valid %",
+            "BC test %",
+            "best LEAP iteration",
+            "LEAP valid %",
+            "LEAP test %",
+            "corrected steps",
+            "leakage %",
+            "status",
+        ],
+        note="LEAP: the best LEAP iteration (1 and up) on validation, tested next to BC.",
+    )
+    runs: list[RunData] = []
+    for entry in manifest["runs"]:
+        try:
+            run = RunData.load(sweep_dir / entry["name"])
+        except NotARunError:
+            table.rows.append(
+                [entry["name"], *(str(entry["overrides"][k]) for k in keys), *[""] * 7, "not started"]
+            )
+            continue
+        runs.append(run)
+        table.rows.append(_sweep_row(run, entry["overrides"]))
+    labels = [r.name for r in runs]
+
+    def tested(run: RunData, k: int | None) -> float:
+        row = run.row("test", k) if k is not None else None
+        return 100 * row["success_rate"] if row else 0.0
+
+    series = {
+        "BC": [tested(r, 0) for r in runs],
+        "best LEAP iteration": [tested(r, r.best_leap_iteration) for r in runs],
+    }
+    figures = [
+        (
+            "Test success % per run",
+            plots.sweep_bars(labels, series, f"sweep {manifest['name']}", sweep_dir / "plots" / "sweep.png"),
+        )
+    ]
+    facts = [
+        ("base config", str(manifest["base"])),
+        ("grid", ", ".join(f"{k} = {manifest['grid'][k]}" for k in keys)),
+        ("runs", f"{len(runs)} of {len(manifest['runs'])} started"),
+    ]
+    return _write(sweep_dir, f"LEAP sweep · {manifest['name']}", facts, [table], figures)
+
+
+def build_report(path: str | Path) -> ReportFiles:
+    """The report of a run directory, or the comparison of a sweep directory."""
+    path = Path(path)
+    if (path / "sweep.json").is_file():
+        return build_sweep_report(path)
+    return build_run_report(path)

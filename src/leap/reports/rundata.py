@@ -1,0 +1,87 @@
+"""A run directory as data: its config, its metric rows and its summary.
+
+Reports take every number from ``metrics.jsonl`` (the last row of each iteration and stage, so
+a stage logged again after a resume counts once), which keeps the report equal to the record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from leap.io import read_jsonl
+
+
+class NotARunError(FileNotFoundError):
+    """The directory holds neither a run (metrics.jsonl) nor a sweep (sweep.json)."""
+
+
+@dataclass
+class RunData:
+    dir: Path
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunData:
+        run_dir = Path(run_dir)
+        metrics = run_dir / "metrics.jsonl"
+        if not metrics.is_file():
+            raise NotARunError(f"{run_dir}: no metrics.jsonl here; is it a `leap run` directory?")
+        config_path, summary_path = run_dir / "config.yaml", run_dir / "summary.json"
+        return cls(
+            dir=run_dir,
+            config=yaml.safe_load(config_path.read_text()) if config_path.is_file() else {},
+            rows=list(read_jsonl(metrics)),
+            summary=json.loads(summary_path.read_text()) if summary_path.is_file() else None,
+        )
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or self.dir.name)
+
+    @property
+    def env(self) -> str:
+        return str(self.config.get("env", {}).get("name", "?"))
+
+    def row(self, stage: str, iteration: int) -> dict[str, Any] | None:
+        """The last metric row of ``stage`` for ``iteration``."""
+        found = None
+        for r in self.rows:
+            if r.get("stage") == stage and r.get("iteration") == iteration:
+                found = r
+        return found
+
+    @property
+    def iterations(self) -> list[int]:
+        """Iterations with a trained model, in order."""
+        return sorted({r["iteration"] for r in self.rows if r.get("stage") == "train"})
+
+    @property
+    def references(self) -> dict[str, dict[str, Any]]:
+        """Reference rows on the test split by name (experts, the zero-shot student)."""
+        return {r["reference"]: r for r in self.rows if r.get("stage") == "reference"}
+
+    @property
+    def best_iteration(self) -> int | None:
+        return self.summary.get("best_iteration") if self.summary else None
+
+    @property
+    def best_leap_iteration(self) -> int | None:
+        return self.summary.get("best_leap_iteration") if self.summary else None
+
+    @property
+    def categories(self) -> list[str]:
+        names: set[str] = set()
+        for r in self.rows:
+            names.update(r.get("per_category", {}))
+        return sorted(names)
+
+    @property
+    def has_score_parts(self) -> bool:
+        return any("score_parts" in r for r in self.rows)

@@ -1,0 +1,191 @@
+"""The report's tables, built from a run's metric rows: plain headers and formatted cells."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from leap.reports.rundata import RunData
+
+SCORE_PARTS = ("attribute", "option", "type", "price")
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    note: str = ""
+
+
+def pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def num(value: float | None, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _label(run: RunData, k: int) -> str:
+    label = "BC (iteration 0)" if k == 0 else f"LEAP iteration {k}"
+    return label + (" *" if k == run.best_iteration else "")
+
+
+def _score_cells(run: RunData, row: dict[str, Any] | None) -> list[str]:
+    if not run.has_score_parts:
+        return []
+    if row is None:
+        return [""] * (1 + len(SCORE_PARTS))
+    parts = row.get("score_parts") or {}
+    return [pct(row.get("mean_score")), *(pct(parts.get(p)) for p in SCORE_PARTS)]
+
+
+def _score_header(run: RunData) -> list[str]:
+    return ["score", *SCORE_PARTS] if run.has_score_parts else []
+
+
+def _category_cells(run: RunData, row: dict[str, Any] | None) -> list[str]:
+    per = (row or {}).get("per_category", {})
+    return [pct(per[c]["success_rate"]) if c in per else "" for c in run.categories]
+
+
+def test_table(run: RunData) -> Table:
+    """The paper's table on the test split: BC, the tested LEAP iteration(s) and the references."""
+    table = Table(
+        f"Test split ({run.config.get('env', {}).get('test_split', 'test')})",
+        ["policy", "success %", "mean #actions", "invalid %", *_score_header(run), *run.categories],
+        note="success % per category in the last columns; * marks the iteration chosen on validation.",
+    )
+    for k in run.iterations:
+        if (row := run.row("test", k)) is not None:
+            table.rows.append(
+                [
+                    _label(run, k),
+                    pct(row["success_rate"]),
+                    num(row["mean_actions"]),
+                    pct(row["invalid_action_rate"]),
+                    *_score_cells(run, row),
+                    *_category_cells(run, row),
+                ]
+            )
+    for name, row in sorted(run.references.items()):
+        table.rows.append(
+            [
+                f"reference: {name} ({row.get('policy', name)})",
+                pct(row["success_rate"]),
+                num(row["mean_actions"]),
+                pct(row["invalid_action_rate"]),
+                *_score_cells(run, row),
+                *_category_cells(run, row),
+            ]
+        )
+    return table
+
+
+def validation_table(run: RunData) -> Table:
+    table = Table(
+        f"Validation per iteration ({run.config.get('env', {}).get('valid_split', 'valid')})",
+        [
+            "iteration",
+            "success %",
+            "mean #actions",
+            "invalid %",
+            *_score_header(run),
+            "train-rollout success %",
+            *run.categories,
+        ],
+        note="train-rollout success: iteration k's rollouts on fresh training tasks, made by the "
+        "model of iteration k-1 before the teacher corrected them.",
+    )
+    for k in run.iterations:
+        row = run.row("valid", k)
+        rollout = run.row("rollout", k)
+        table.rows.append(
+            [
+                _label(run, k),
+                pct(row["success_rate"]) if row else "",
+                num(row["mean_actions"]) if row else "",
+                pct(row["invalid_action_rate"]) if row else "",
+                *_score_cells(run, row),
+                pct(rollout["success_rate"]) if rollout else "",
+                *_category_cells(run, row),
+            ]
+        )
+    return table
+
+
+def teacher_table(run: RunData) -> Table:
+    table = Table(
+        "Teacher per iteration",
+        [
+            "iteration",
+            "teacher",
+            "episodes corrected",
+            "steps accepted",
+            "steps rejected",
+            "rejections by cause",
+            "leakage %",
+            "prompt tokens",
+            "completion tokens",
+            "cost $",
+        ],
+    )
+    demos = run.row("demos", 0)
+    if demos:
+        table.rows.append(
+            ["0 (demonstrations)", "", str(demos["episodes"]), str(demos["samples"]), "", "", "", "", "", ""]
+        )
+    for k in run.iterations:
+        row = run.row("correct", k)
+        if row is None:
+            continue
+        usage = row.get("usage") or {}
+        causes = ", ".join(f"{c} {n}" for c, n in sorted(row.get("rejections", {}).items()))
+        table.rows.append(
+            [
+                str(k),
+                str(row.get("teacher", "")),
+                str(row["episodes_corrected"]),
+                str(row["steps_accepted"]),
+                str(row["steps_rejected"]),
+                causes,
+                pct(row["leakage_rate"]),
+                str(usage.get("prompt_tokens", 0)),
+                str(usage.get("completion_tokens", 0)),
+                num(row.get("cost_usd", 0.0), 4),
+            ]
+        )
+    return table
+
+
+def training_table(run: RunData) -> Table:
+    table = Table(
+        "Training per iteration",
+        [
+            "iteration",
+            "rule",
+            "rows (iterations 0..k)",
+            "optimizer steps",
+            "mean loss",
+            "last loss",
+            "seconds",
+        ],
+    )
+    rule = run.config.get("train", {}).get("rule", "sft")
+    for k in run.iterations:
+        row = run.row("train", k)
+        if row is None:
+            continue
+        curve = row.get("loss_curve") or []
+        table.rows.append(
+            [
+                str(k),
+                "sft" if k == 0 else rule,
+                str(row["rows"]),
+                str(row["steps"]),
+                num(row["train_loss"], 4),
+                num(curve[-1]["loss"], 4) if curve else "",
+                num(row["train_runtime_s"], 0),
+            ]
+        )
+    return table

@@ -1,0 +1,304 @@
+"""Reports, the trajectory viewer (in headless Chromium), tracking sinks and sweeps, on a real
+run directory made by the tiny model."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_loop import _config
+from typer.testing import CliRunner
+
+from leap.cli import app
+from leap.config import load_config
+from leap.io import atomic_write_jsonl, read_jsonl
+from leap.loop import LeapRun
+from leap.reports import build_report
+from leap.reports.viewer import build_viewer
+from leap.sweep import bc_signature, load_sweep, run_sweep
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """One LEAP iteration with the tiny model, TensorBoard and offline W&B on."""
+    tmp = tmp_path_factory.mktemp("reported")
+    path = _config(tmp, "reported", loop={"iterations": 1}, tracking={"tensorboard": True, "wandb": True})
+    config = load_config(path)
+    LeapRun(config).run()
+    return config.run_dir
+
+
+def _last(run: Path, stage: str, **where: Any) -> dict[str, Any]:
+    rows = [
+        r
+        for r in read_jsonl(run / "metrics.jsonl")
+        if r["stage"] == stage and all(r.get(k) == v for k, v in where.items())
+    ]
+    assert rows, (stage, where)
+    return rows[-1]
+
+
+def _tables(markdown: str) -> dict[str, list[dict[str, str]]]:
+    """Markdown tables under their '## title', as lists of {header: cell}."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    for section in markdown.split("\n## ")[1:]:
+        title, _, body = section.partition("\n")
+        lines = [line for line in body.splitlines() if line.startswith("|")]
+        if len(lines) < 2:
+            continue
+        split = lambda line: [c.strip() for c in line.strip("|").split(" | ")]  # noqa: E731
+        header = split(lines[0])
+        tables[title] = [dict(zip(header, split(line), strict=True)) for line in lines[2:]]
+    return tables
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def test_report_numbers_equal_the_metrics(tiny_run) -> None:
+    files = build_report(tiny_run)
+    tables = _tables(files.markdown.read_text())
+    valid = tables["Validation per iteration (valid)"]
+    for k, row in enumerate(valid):
+        metric = _last(tiny_run, "valid", iteration=k)
+        assert row["success %"] == _pct(metric["success_rate"])
+        assert row["mean #actions"] == f"{metric['mean_actions']:.2f}"
+        assert row["invalid %"] == _pct(metric["invalid_action_rate"])
+    rollout = _last(tiny_run, "rollout", iteration=1)
+    assert valid[1]["train-rollout success %"] == _pct(rollout["success_rate"])
+    test = {r["policy"].split(" (")[0].removesuffix(" *"): r for r in tables["Test split (test_ood)"]}
+    assert test["BC"]["success %"] == _pct(_last(tiny_run, "test", iteration=0)["success_rate"])
+    for name in ("planner", "searcher", "zero-shot"):
+        reference = _last(tiny_run, "reference", reference=name)
+        row = test[f"reference: {name}"]
+        assert row["success %"] == _pct(reference["success_rate"])
+        assert row["mean #actions"] == f"{reference['mean_actions']:.2f}"
+        for category, numbers in reference["per_category"].items():
+            assert row[category] == _pct(numbers["success_rate"])
+    assert test["reference: planner"]["success %"] == "100.0"  # the privileged planner
+    teacher = tables["Teacher per iteration"][1]
+    correct = _last(tiny_run, "correct", iteration=1)
+    assert teacher["steps accepted"] == str(correct["steps_accepted"])
+    assert teacher["leakage %"] == _pct(correct["leakage_rate"])
+    training = tables["Training per iteration"]
+    assert [r["rows (iterations 0..k)"] for r in training] == [
+        str(_last(tiny_run, "train", iteration=k)["rows"]) for k in (0, 1)
+    ]
+    # four PNG plots, embedded in the HTML, which needs nothing else
+    assert len(files.plots) == 4
+    for plot in files.plots:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = files.html.read_text()
+    assert html.count('src="data:image/png;base64,') == 4
+    assert not re.search(r'src="(?!data:)', html)
+    assert "<table>" in html and "reference: planner" in html
+
+
+def test_report_cli_and_a_clear_error_for_other_directories(tiny_run, tmp_path) -> None:
+    result = CliRunner().invoke(app, ["report", str(tiny_run)])
+    assert result.exit_code == 0, result.output
+    assert "report.html" in result.output
+    bad = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert bad.exit_code == 2 and "no metrics.jsonl" in bad.output
+
+
+def test_tracking_sinks_get_the_same_numbers(tiny_run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tiny_run / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    expected = {"valid/success_rate", "train/train_loss", "correct/leakage_rate", "train/loss/iter_0"}
+    assert expected <= set(tags)
+    logged = {e.step: e.value for e in events.Scalars("valid/mean_actions")}
+    for k in (0, 1):
+        assert logged[k] == pytest.approx(_last(tiny_run, "valid", iteration=k)["mean_actions"])
+    curve = _last(tiny_run, "train", iteration=0)["loss_curve"]
+    assert [e.step for e in events.Scalars("train/loss/iter_0")] == [p["step"] for p in curve]
+    offline = list((tiny_run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert offline and offline[0].stat().st_size > 0
+
+
+def test_a_missing_tracker_package_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    import builtins
+
+    from leap.tracking import MissingTrackerError, Tracker
+
+    real_import = builtins.__import__
+
+    def no_wandb(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "wandb":
+            raise ImportError("No module named 'wandb'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wandb)
+    with pytest.raises(MissingTrackerError, match="pip install"):
+        Tracker(tmp_path, wandb=True)
+    with Tracker(tmp_path) as tracker:  # metrics.jsonl alone needs nothing
+        tracker.log(0, "valid", success_rate=0.5)
+    assert next(read_jsonl(tmp_path / "metrics.jsonl"))["success_rate"] == 0.5
+
+
+def _browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip("needs Debian's chromium and chromium-driver (scripts/setup.sh --dev installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_viewer_shows_a_correction_in_a_real_browser(tiny_run, tmp_path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    page = build_viewer(tiny_run)
+    corrections = {r["episode_id"]: r for r in read_jsonl(tiny_run / "iter_1" / "corrections.jsonl")}
+    browser = _browser()
+    try:
+        browser.get(page.resolve().as_uri())
+        Select(browser.find_element(By.ID, "f-source")).select_by_value("rollout")
+        Select(browser.find_element(By.ID, "f-outcome")).select_by_value("failure")
+        rows = browser.find_elements(By.CSS_SELECTOR, "tr.episode")
+        assert len(rows) == 3  # the tiny student's three failed rollouts
+        rows[0].click()
+        WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, "td.correction"))
+        heading = browser.find_element(By.CSS_SELECTOR, "#detail h2").text
+        assert "rollout" in heading and "iteration 1" in heading
+        first = browser.find_element(By.ID, "step-0").find_element(By.CSS_SELECTOR, "td.correction").text
+        episode_id = next(iter(corrections))  # rows are in file order, as the corrections are
+        expected = next(s for s in corrections[episode_id]["steps"] if s["step"] == 0)
+        assert expected["reason"] in first and f"> {expected['action']}" in first
+        panel = browser.find_element(By.ID, "privileged")
+        panel.click()
+        assert corrections[episode_id]["privileged"].splitlines()[0] in panel.text
+        shot = tmp_path / "viewer.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        browser.quit()
+
+
+def test_viewer_pages_lazily_over_many_episodes(tiny_run, tmp_path) -> None:
+    """A run with 1,200 episodes: the list pages, and chunks hold 50 episodes each."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    big = tmp_path / "big"
+    shutil.copytree(tiny_run, big, ignore=shutil.ignore_patterns("viewer", "wandb", "tensorboard"))
+    episodes = list(read_jsonl(big / "iter_0" / "eval_valid" / "episodes.jsonl"))
+    many = [{**episodes[i % len(episodes)], "episode_id": f"e{i}"} for i in range(1200)]
+    atomic_write_jsonl(big / "iter_0" / "eval_valid" / "episodes.jsonl", many)
+    page = build_viewer(big)
+    chunks = sorted((page.parent / "data").glob("chunk_*.js"))
+    assert len(chunks) >= 1200 // 50
+    browser = _browser()
+    try:
+        browser.get(page.resolve().as_uri())
+        assert "page 1 of" in browser.find_element(By.ID, "page-info").text
+        assert len(browser.find_elements(By.CSS_SELECTOR, "tr.episode")) == 100
+        loaded = browser.execute_script("return Object.keys(LEAP_VIEWER.chunks).length")
+        assert loaded == 0  # nothing loaded until an episode is opened
+        browser.find_element(By.ID, "next").click()
+        browser.find_elements(By.CSS_SELECTOR, "tr.episode")[0].click()
+        WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, "tr[id^='step-']"))
+        assert browser.execute_script("return Object.keys(LEAP_VIEWER.chunks).length") == 1
+    finally:
+        browser.quit()
+
+
+def _sweep_file(tmp_path: Path, grid: dict[str, list[Any]]) -> Path:
+    base = _config(tmp_path, "base", loop={"iterations": 1})
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {"name": "tiny", "base": base.name, "output_dir": str(tmp_path / "sweeps"), "grid": grid}
+        )
+    )
+    return sweep
+
+
+def test_sweep_runs_shares_bc_and_resumes(tmp_path) -> None:
+    sweep = _sweep_file(tmp_path, {"teacher.privilege": [0, 100]})
+    _, runs = load_sweep(sweep)
+    assert [r.name for r in runs] == ["teacher.privilege=0", "teacher.privilege=100"]
+    # demos.privilege is unset, so it follows the teacher's level: BC differs between these runs
+    assert bc_signature(runs[0].config) != bc_signature(runs[1].config)
+    calls: list[str] = []
+
+    def run(config: Any) -> dict[str, Any]:
+        calls.append(config.name)
+        return LeapRun(config).run()
+
+    directory = run_sweep(sweep, run)
+    assert calls == [r.name for r in runs]
+    for r in runs:
+        assert (directory / r.name / "summary.json").exists()
+    first = {p: p.read_bytes() for p in (directory / runs[0].name).rglob("*.jsonl")}
+    # resume: everything is done, so a second pass only reads, and changes nothing
+    run_sweep(sweep, run)
+    assert {p: p.read_bytes() for p in (directory / runs[0].name).rglob("*.jsonl")} == first
+    result = CliRunner().invoke(app, ["report", str(directory)])
+    assert result.exit_code == 0, result.output
+    rows = _tables((directory / "report.md").read_text())["Sweep tiny: one run per grid point"]
+    assert [r["teacher.privilege"] for r in rows] == ["0", "100"]
+    for r, row in zip(runs, rows, strict=True):
+        assert row["BC test %"] == _pct(_last(directory / r.name, "test", iteration=0)["success_rate"])
+        assert row["status"] == "done"
+    # at 100 % the teacher names hidden facts, which the audit flags; at 0 % it cannot
+    assert float(rows[0]["leakage %"]) == 0 and float(rows[1]["leakage %"]) > 0
+
+
+def test_sweep_shares_behaviour_cloning_between_equal_runs(tmp_path) -> None:
+    sweep = _sweep_file(tmp_path, {"train.rule": ["sft", "dpo"]})
+    directory = run_sweep(sweep, lambda config: LeapRun(config).run())
+    sft, dpo = directory / "train.rule=sft", directory / "train.rule=dpo"
+    shared = (dpo / "iter_0" / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert shared == (sft / "iter_0" / "adapter" / "adapter_model.safetensors").read_bytes()
+    bc_rows = [r for r in read_jsonl(dpo / "metrics.jsonl") if r["iteration"] == 0]
+    assert bc_rows and all(r["shared_from"] == "train.rule=sft" for r in bc_rows)
+    assert (dpo / "iter_1" / "train" / "dpo.jsonl").exists()
+
+
+def test_sweep_dry_run_lists_the_grid(tmp_path) -> None:
+    sweep = _sweep_file(tmp_path, {"teacher.privilege": [0, 50], "train.rule": ["sft", "kto"]})
+    result = CliRunner().invoke(app, ["sweep", str(sweep), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "4 runs" in result.output and "teacher.privilege=50,train.rule=kto" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "base": "base.yaml", "grid": {"teacher.privilege": [7]}}))
+    result = CliRunner().invoke(app, ["sweep", str(bad), "--dry-run"])
+    assert result.exit_code == 2 and "teacher.privilege" in result.output
+
+
+def test_score_parts_get_columns_where_the_environment_has_them(tmp_path) -> None:
+    """WebShop-style rows: the mean score and its four parts appear next to success."""
+    from leap.io import append_jsonl
+
+    parts = {"attribute": 0.5, "option": 0.25, "type": 1.0, "price": 0.75}
+    headline = {"n_episodes": 4, "success_rate": 0.25, "mean_score": 0.6, "mean_actions": 7.5}
+    common = {**headline, "invalid_action_rate": 0.1, "n_errored": 0, "score_parts": parts}
+    common["per_category"] = {"beauty": {**common, "success_rate": 0.5}}
+    train = {"rows": 3, "steps": 1, "train_loss": 1.0, "train_runtime_s": 1.0, "loss_curve": []}
+    reference = {"reference": "planner", "policy": "planner", **common, "success_rate": 1.0}
+    for row in (
+        {"iteration": 0, "stage": "train", **train},
+        {"iteration": 0, "stage": "test", **common},
+        {"iteration": None, "stage": "reference", **reference},
+    ):
+        append_jsonl(tmp_path / "metrics.jsonl", row)
+    tables = _tables(build_report(tmp_path).markdown.read_text())
+    bc, planner = tables["Test split (test)"]
+    assert bc["score"] == "60.0" and bc["attribute"] == "50.0" and bc["option"] == "25.0"
+    assert bc["type"] == "100.0" and bc["price"] == "75.0" and bc["beauty"] == "50.0"
+    assert planner["success %"] == "100.0"
