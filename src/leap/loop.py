@@ -372,8 +372,7 @@ class LeapRun:
         env, loop, s = self.config.env, self.config.loop, self.config.student
         policies: dict[str, Callable[[], Policy]] = {}
         if loop.reference_experts:
-            for name, factory in sorted(self.env_class().experts().items()):
-                policies[name] = factory
+            policies.update(sorted(self.env_class().experts().items()))
         if loop.reference_zero_shot:
             react = PromptSettings(style="react", max_observation_chars=self.prompt.max_observation_chars)
             policies["zero-shot"] = lambda: self._student(None, s.eval_temperature, react)
