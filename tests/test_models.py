@@ -98,6 +98,12 @@ def test_lora_adapter_loads_from_directory(tiny_model_path, tmp_path) -> None:
     assert adapted.score(CONVERSATIONS[:1], completion) != pytest.approx(
         plain.score(CONVERSATIONS[:1], completion)
     )
+    # the adapter is merged for inference, and computes what base + LoRA computes
+    assert type(adapted.model) is type(base)
+    ids = torch.tensor([[1, 5, 9, 42, 7]])
+    with torch.no_grad():
+        expected = peft_model.eval()(input_ids=ids).logits
+        assert torch.allclose(adapted.model(input_ids=ids).logits, expected, atol=1e-4)
 
 
 def test_unknown_model_is_a_clear_error() -> None:

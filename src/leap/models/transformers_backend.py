@@ -93,7 +93,9 @@ class TransformersChatModel(ChatModel):
         if adapter is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(adapter))
+            # merged into the base weights: generation then runs plain linear layers, not
+            # base + LoRA side paths (the adapter is never trained from here)
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
             self.adapter = str(adapter)
         self.model = model.to(self.device).eval()
         self.name = name or (self.adapter or self.path)
