@@ -42,6 +42,12 @@ def _last(run: Path, stage: str, **where: Any) -> dict[str, Any]:
     return rows[-1]
 
 
+def _cells(line: str) -> list[str]:
+    """The cells of a Markdown table row ('|' escaped as '\\|' inside a cell)."""
+    inner = line.strip()[1:-1]
+    return [c.strip() for c in re.split(r"(?<!\\)\|", inner)]
+
+
 def _tables(markdown: str) -> dict[str, list[dict[str, str]]]:
     """Markdown tables under their '## title', as lists of {header: cell}."""
     tables: dict[str, list[dict[str, str]]] = {}
@@ -50,9 +56,8 @@ def _tables(markdown: str) -> dict[str, list[dict[str, str]]]:
         lines = [line for line in body.splitlines() if line.startswith("|")]
         if len(lines) < 2:
             continue
-        split = lambda line: [c.strip() for c in line.strip("|").split(" | ")]  # noqa: E731
-        header = split(lines[0])
-        tables[title] = [dict(zip(header, split(line), strict=True)) for line in lines[2:]]
+        header = _cells(lines[0])
+        tables[title] = [dict(zip(header, _cells(line), strict=True)) for line in lines[2:]]
     return tables
 
 
