@@ -48,7 +48,8 @@ class SweepRun:
     config: RunConfig
 
 
-def _value_text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A grid value as it appears in run names and tables."""
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -70,7 +71,7 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[SweepRun]]:
     keys = list(sweep.grid)
     for values in itertools.product(*(sweep.grid[k] for k in keys)):
         overrides = dict(zip(keys, values, strict=True))
-        name = ",".join(f"{k}={_value_text(v)}" for k, v in overrides.items()).replace("/", "_")
+        name = ",".join(f"{k}={value_text(v)}" for k, v in overrides.items()).replace("/", "_")
         config = load_config(base, {**sweep.set, **overrides, "name": name, "output_dir": str(directory)})
         runs.append(SweepRun(name, overrides, config))
     return sweep, runs

@@ -21,6 +21,7 @@ from leap.io import atomic_write_text
 from leap.reports import plots
 from leap.reports.rundata import NotARunError, RunData
 from leap.reports.tables import Table, pct, teacher_table, test_table, training_table, validation_table
+from leap.sweep import value_text
 
 
 @dataclass(frozen=True)
@@ -123,26 +124,18 @@ def build_run_report(run_dir: str | Path) -> ReportFiles:
 
 # -- sweeps ---------------------------------------------------------------------------------------
 def _sweep_row(run: RunData, overrides: dict[str, Any]) -> list[str]:
-    def test(k: int | None) -> str:
-        row = run.row("test", k) if k is not None else None
-        return pct(row["success_rate"]) if row else ""
-
-    def valid(k: int | None) -> str:
-        row = run.row("valid", k) if k is not None else None
-        return pct(row["success_rate"]) if row else ""
-
     leap = run.best_leap_iteration
     corrections = [r for k in run.iterations if (r := run.row("correct", k))]
     accepted = sum(r["steps_accepted"] for r in corrections)
     leaked = sum(r["leaked_steps"] for r in corrections)
     return [
         run.name,
-        *(json.dumps(v) if not isinstance(v, str) else v for v in overrides.values()),
-        valid(0),
-        test(0),
+        *(value_text(v) for v in overrides.values()),
+        pct(run.success("valid", 0)),
+        pct(run.success("test", 0)),
         str(leap) if leap is not None else "",
-        valid(leap),
-        test(leap),
+        pct(run.success("valid", leap)),
+        pct(run.success("test", leap)),
         str(accepted),
         pct(leaked / accepted) if accepted else "",
         "done" if run.summary else "running or stopped",
@@ -175,20 +168,15 @@ def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
             run = RunData.load(sweep_dir / entry["name"])
         except NotARunError:
             table.rows.append(
-                [entry["name"], *(str(entry["overrides"][k]) for k in keys), *[""] * 7, "not started"]
+                [entry["name"], *(value_text(entry["overrides"][k]) for k in keys), *[""] * 7, "not started"]
             )
             continue
         runs.append(run)
         table.rows.append(_sweep_row(run, entry["overrides"]))
     labels = [r.name for r in runs]
-
-    def tested(run: RunData, k: int | None) -> float:
-        row = run.row("test", k) if k is not None else None
-        return 100 * row["success_rate"] if row else 0.0
-
     series = {
-        "BC": [tested(r, 0) for r in runs],
-        "best LEAP iteration": [tested(r, r.best_leap_iteration) for r in runs],
+        "BC": [100 * (r.success("test", 0) or 0.0) for r in runs],
+        "best LEAP iteration": [100 * (r.success("test", r.best_leap_iteration) or 0.0) for r in runs],
     }
     figures = [
         (

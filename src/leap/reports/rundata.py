@@ -57,6 +57,11 @@ class RunData:
                 found = r
         return found
 
+    def success(self, stage: str, iteration: int | None) -> float | None:
+        """The success rate of ``stage`` at ``iteration``; None where it has not run."""
+        row = self.row(stage, iteration) if iteration is not None else None
+        return row["success_rate"] if row else None
+
     @property
     def iterations(self) -> list[int]:
         """Iterations with a trained model, in order."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from leap.evaluate import SCORE_PARTS
 from leap.reports.rundata import RunData
-
-SCORE_PARTS = ("attribute", "option", "type", "price")
 
 
 @dataclass
@@ -29,6 +28,13 @@ def num(value: float | None, digits: int = 2) -> str:
 def _label(run: RunData, k: int) -> str:
     label = "BC (iteration 0)" if k == 0 else f"LEAP iteration {k}"
     return label + (" *" if k == run.best_iteration else "")
+
+
+def _headline_cells(row: dict[str, Any] | None) -> list[str]:
+    """Success %, mean #actions and invalid % of an evaluation row (blank when there is none)."""
+    if row is None:
+        return ["", "", ""]
+    return [pct(row["success_rate"]), num(row["mean_actions"]), pct(row["invalid_action_rate"])]
 
 
 def _score_cells(run: RunData, row: dict[str, Any] | None) -> list[str]:
@@ -58,28 +64,14 @@ def test_table(run: RunData) -> Table:
     )
     for k in run.iterations:
         if (row := run.row("test", k)) is not None:
-            table.rows.append(
-                [
-                    _label(run, k),
-                    pct(row["success_rate"]),
-                    num(row["mean_actions"]),
-                    pct(row["invalid_action_rate"]),
-                    *_score_cells(run, row),
-                    *_category_cells(run, row),
-                ]
-            )
+            table.rows.append([_label(run, k), *_result_cells(run, row)])
     for name, row in sorted(run.references.items()):
-        table.rows.append(
-            [
-                f"reference: {name} ({row.get('policy', name)})",
-                pct(row["success_rate"]),
-                num(row["mean_actions"]),
-                pct(row["invalid_action_rate"]),
-                *_score_cells(run, row),
-                *_category_cells(run, row),
-            ]
-        )
+        table.rows.append([f"reference: {name} ({row.get('policy', name)})", *_result_cells(run, row)])
     return table
+
+
+def _result_cells(run: RunData, row: dict[str, Any]) -> list[str]:
+    return [*_headline_cells(row), *_score_cells(run, row), *_category_cells(run, row)]
 
 
 def validation_table(run: RunData) -> Table:
@@ -103,9 +95,7 @@ def validation_table(run: RunData) -> Table:
         table.rows.append(
             [
                 _label(run, k),
-                pct(row["success_rate"]) if row else "",
-                num(row["mean_actions"]) if row else "",
-                pct(row["invalid_action_rate"]) if row else "",
+                *_headline_cells(row),
                 *_score_cells(run, row),
                 pct(rollout["success_rate"]) if rollout else "",
                 *_category_cells(run, row),
