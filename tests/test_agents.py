@@ -124,3 +124,24 @@ def test_llm_policy_decides_for_every_view(tiny_model) -> None:
         assert d.prompt_sha == prompt_sha(render_prompt(view, policy.prompt))
         assert d.raw  # the random model says something
         assert d.extra["matched"] == (d.action in view.action_space.choices)
+
+
+def test_turns_layout_is_a_transcript_that_grows_by_one_turn() -> None:
+    settings = PromptSettings(style="student", layout="turns", history_steps=20, list_actions=False)
+    env, turns, obs, view = _planned_view("valid/0003", 3)
+    messages = render_prompt(view, settings)
+    assert [m["role"] for m in messages] == ["system", "user"] + ["assistant", "user"] * 3
+    assert messages[1]["content"].startswith(f"Task: {env.task}")
+    assert messages[2]["content"] == f"REASON: r\nACTION: {turns[0].action}"
+    assert messages[-1]["content"] == obs
+    _, _, _, shorter = _planned_view("valid/0003", 2)
+    assert render_prompt(shorter, settings) == messages[:-2]
+    # the candidates, when listed, follow the current observation only
+    listed = render_prompt(view, PromptSettings(layout="turns", history_steps=20))
+    assert listed[-1]["content"].endswith(", ".join(env.action_space().choices))
+    assert sum("Actions:" in m["content"] for m in listed) == 1
+    # a short history window says how many steps it left out
+    window = render_prompt(view, PromptSettings(layout="turns", history_steps=1, list_actions=False))
+    assert len(window) == 4 and "(2 earlier steps omitted)" in window[1]["content"]
+    with pytest.raises(ValueError, match="unknown prompt layout"):
+        PromptSettings(layout="tree")

@@ -111,3 +111,50 @@ def test_unknown_model_is_a_clear_error() -> None:
         load_chat_model("no-such-model")
     with pytest.raises(ValueError, match="unknown dtype"):
         load_chat_model("tiny-random", dtype="float8")
+
+
+def _extend(conversations, replies, step: int):
+    """Each conversation with its reply as the assistant's turn and a new observation."""
+    return [
+        [*c, {"role": "assistant", "content": g.text}, {"role": "user", "content": f"obs {step} " * (i + 1)}]
+        for i, (c, g) in enumerate(zip(conversations, replies, strict=True))
+    ]
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_prefix_cache_reuses_history_and_changes_no_reply(tiny_model_path, constrained: bool) -> None:
+    from leap.models.base import ChoiceConstraint
+
+    plain = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", prefix_cache_mb=0)
+    cached = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", prefix_cache_mb=64)
+    assert plain.prefix_cache is None and cached.prefix_cache is not None
+    rules = [ChoiceConstraint("ACTION:", ("look", "go to cabinet 1"))] * 4 if constrained else None
+    conversations = [list(c) for c in CONVERSATIONS]
+    for step in range(3):
+        expected = plain.generate(conversations, max_new_tokens=10, constraints=rules)
+        got = cached.generate(conversations, max_new_tokens=10, constraints=rules)
+        assert [g.text for g in got] == [g.text for g in expected]
+        assert [g.prompt_tokens for g in got] == [g.prompt_tokens for g in expected]
+        conversations = _extend(conversations, expected, step)
+    cache = cached.prefix_cache
+    # from the second call on, all but the new turn of every prompt came from the cache
+    assert cache.reused_tokens > cache.computed_tokens > 0
+    assert cached.usage.prompt_tokens == cache.reused_tokens + cache.computed_tokens
+
+
+def test_prefix_cache_evicts_past_its_budget() -> None:
+    from leap.models.prefix_cache import PrefixCache
+
+    def states(n: int):
+        return [(torch.zeros(1, n, 2), torch.zeros(1, n, 2))]
+
+    cache = PrefixCache(max_tokens=10)
+    cache.add([1, 2, 3], states(3))
+    cache.add([1, 2, 3, 4, 5], states(5))  # supersedes its own prefix
+    assert len(cache) == 1 and cache.tokens_held == 5
+    entry, n = cache.lookup([1, 2, 3, 4, 9, 9])
+    assert entry is not None and n == 4
+    assert cache.lookup([1, 2, 3, 4, 5])[1] == 4  # the last prompt token is always computed
+    cache.add([7, 8, 9, 10], states(4))
+    cache.add([6, 6, 6], states(3))  # over 10 tokens: the least recently used entry goes
+    assert cache.tokens_held == 7 and cache.lookup([1, 2, 3])[0] is None

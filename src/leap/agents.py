@@ -19,6 +19,9 @@ from leap.models.base import ChatModel, ChoiceConstraint, Conversation
 from leap.policy import AgentView, Decision, Policy
 
 PROMPT_STYLES = ("student", "react")
+#: "single": one user message holding the history as text; "turns": a chat transcript in which
+#: the agent's own past replies are assistant turns and each observation a user turn
+PROMPT_LAYOUTS = ("single", "turns")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -51,10 +54,26 @@ class PromptSettings:
     #: list the candidate actions in the prompt (with constrained decoding a student can do
     #: without the list, which is often half of the prompt)
     list_actions: bool = True
+    layout: str = "single"
 
     def __post_init__(self) -> None:
         if self.style not in PROMPT_STYLES:
             raise ValueError(f"unknown prompt style {self.style!r}; use one of {PROMPT_STYLES}")
+        if self.layout not in PROMPT_LAYOUTS:
+            raise ValueError(f"unknown prompt layout {self.layout!r}; use one of {PROMPT_LAYOUTS}")
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        """The template files this setting renders (their hash goes into every sample)."""
+        system = f"agent/system_{self.style}.j2"
+        if self.layout == "single":
+            return ("agent/user.j2", system)
+        return ("agent/turn_first.j2", "agent/turn_next.j2", system)
+
+
+def format_completion(reason: str, action: str) -> str:
+    """The reply format the student writes and is trained to produce."""
+    return f"REASON: {' '.join(reason.split())}\nACTION: {action}"
 
 
 def step_context(view: AgentView, settings: PromptSettings) -> dict[str, Any]:
@@ -81,11 +100,41 @@ def step_context(view: AgentView, settings: PromptSettings) -> dict[str, Any]:
 
 
 def render_prompt(view: AgentView, settings: PromptSettings) -> Conversation:
-    """The chat messages for one step: system instructions and a compact user message."""
+    """The chat messages for one step: the system instructions, then either one compact user
+    message (``single``) or the episode as a transcript of turns (``turns``)."""
     env = prompt_environment()
-    user = env.get_template("agent/user.j2").render(**step_context(view, settings))
     system = env.get_template(f"agent/system_{settings.style}.j2").render()
-    return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
+    messages = [{"role": "system", "content": system.strip()}]
+    if settings.layout == "single":
+        user = env.get_template("agent/user.j2").render(**step_context(view, settings))
+        return [*messages, {"role": "user", "content": user.strip()}]
+    return messages + _transcript(view, settings)
+
+
+def _transcript(view: AgentView, settings: PromptSettings) -> Conversation:
+    """The last ``history_steps`` turns in full: each past reply as the assistant's message, each
+    observation as the user's. Under a full history every prompt extends the one before, which is
+    what prefix caching and whole-episode training build on."""
+    env = prompt_environment()
+    context = step_context(view, settings)
+    turns = view.history[-settings.history_steps :] if settings.history_steps > 0 else ()
+    omitted = len(view.history) - len(turns)
+    observations = [t.observation for t in view.history] + [view.observation]
+    first = env.get_template("agent/turn_first.j2").render({**context, "omitted": omitted})
+    messages = [{"role": "user", "content": first.strip()}]
+    last = env.get_template("agent/turn_next.j2")
+    for k, turn in enumerate(turns):
+        step = omitted + k
+        messages.append({"role": "assistant", "content": format_completion(turn.reason, turn.action)})
+        is_last = k == len(turns) - 1
+        text = last.render(**context, observation=observations[step + 1], current=is_last)
+        messages.append({"role": "user", "content": text.strip()})
+    if not turns:
+        # the first step: the candidate list (when shown) goes under the first observation
+        text = last.render(**context, observation="", current=True).strip()
+        if text:
+            messages[0]["content"] += "\n" + text
+    return messages
 
 
 def prompt_sha(conversation: Conversation) -> str:

@@ -34,6 +34,10 @@ class PromptSection(StrictModel):
     earlier_actions: int = Field(default=12, ge=0)
     max_observation_chars: int = Field(default=600, ge=0)
     list_actions: bool = True
+    #: "single": the history as text in one user message; "turns": a chat transcript of the
+    #: agent's own replies and the observations (with a full history, prompts then extend each
+    #: other: prefix caching reuses them and training packs a whole episode into one sequence)
+    layout: Literal["single", "turns"] = "single"
 
     def settings(self) -> PromptSettings:
         return PromptSettings(
@@ -42,6 +46,7 @@ class PromptSection(StrictModel):
             self.earlier_actions,
             self.max_observation_chars,
             self.list_actions,
+            self.layout,
         )
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from leap.agents import PromptSettings, prompt_environment, prompt_sha, render_prompt
+from leap.agents import PromptSettings, format_completion, prompt_environment, prompt_sha, render_prompt
 from leap.envs.base import ActionSpace
 from leap.io import atomic_write_jsonl, read_jsonl
 from leap.models.base import Message
@@ -25,17 +25,13 @@ log = logging.getLogger(__name__)
 UpdateRule = Literal["sft", "dpo", "kto"]
 
 
-def format_completion(reason: str, action: str) -> str:
-    """The reply format the student is trained to produce."""
-    return f"REASON: {' '.join(reason.split())}\nACTION: {action}"
-
-
 def template_sha(settings: PromptSettings) -> str:
     """Hash of the prompt template sources, so a sample records exactly which prompt made it."""
     env = prompt_environment()
-    names = ("agent/user.j2", f"agent/system_{settings.style}.j2")
-    blob = "".join(env.loader.get_source(env, n)[0] for n in names)  # type: ignore[union-attr]
+    blob = "".join(env.loader.get_source(env, n)[0] for n in settings.templates)  # type: ignore[union-attr]
     blob += f"|{settings.history_steps}|{settings.max_observation_chars}"
+    if settings.layout != "single":  # hashes of samples made before layouts existed stay the same
+        blob += f"|{settings.layout}"
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -141,8 +137,48 @@ def _assistant(text: str) -> list[Message]:
 
 
 def sft_rows(samples: Iterable[Sample]) -> list[dict[str, Any]]:
-    """Conversational prompt/completion rows: TRL trains on the completion only."""
-    return [{"prompt": s.prompt, "completion": _assistant(s.completion)} for s in samples]
+    """Conversational prompt/completion rows: TRL trains on the completion only.
+
+    Samples of one episode whose prompts extend each other (a transcript prompt, where the
+    previous target is the assistant turn of the next prompt, as in a demonstration) are packed
+    into one row whose completion holds several turns; ``leap.train`` puts the loss on its
+    assistant turns only. One sequence per episode instead of one per step: the prompt of every
+    step is computed once, not once per later step.
+    """
+    rows: list[dict[str, Any]] = []
+    chain: list[Sample] = []
+    for sample in samples:
+        if chain and _extends(chain[-1], sample):
+            chain.append(sample)
+            continue
+        if chain:
+            rows.append(_packed_row(chain))
+        chain = [sample]
+    if chain:
+        rows.append(_packed_row(chain))
+    return rows
+
+
+def _extends(before: Sample, after: Sample) -> bool:
+    """``after``'s prompt is ``before``'s prompt, its target as the assistant's turn, and one new
+    user turn."""
+    n = len(before.prompt)
+    return (
+        before.episode_id == after.episode_id
+        and len(after.prompt) == n + 2
+        and after.prompt[:n] == before.prompt
+        and after.prompt[n] == _assistant(before.completion)[0]
+        and after.prompt[n + 1]["role"] == "user"
+    )
+
+
+def _packed_row(chain: Sequence[Sample]) -> dict[str, Any]:
+    completion: list[Message] = []
+    for k, sample in enumerate(chain):
+        if k:
+            completion.append(sample.prompt[-1])
+        completion.extend(_assistant(sample.completion))
+    return {"prompt": chain[0].prompt, "completion": completion}
 
 
 def _differs(s: Sample) -> bool:

@@ -58,6 +58,30 @@ def _use_bf16(settings: TrainSettings, device: str) -> bool:
     return device.startswith("cuda") or cpu_has_fast_bf16()
 
 
+def sft_features(tokenizer: Any, prompt: list[dict[str, str]], completion: list[dict[str, str]]) -> dict:
+    """Token ids of a prompt/completion conversation and a mask that is 1 on the tokens of the
+    completion's assistant turns (their text and end-of-turn token), 0 elsewhere: user turns
+    inside a packed completion are context, never targets."""
+
+    def ids(messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+        text = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    messages = [*prompt, *completion]
+    full = ids(messages, False)
+    mask = [0] * len(full)
+    for j in range(len(prompt), len(messages)):
+        if messages[j]["role"] != "assistant":
+            continue
+        before, after = ids(messages[:j], True), ids(messages[: j + 1], False)
+        if after[: len(before)] != before or full[: len(after)] != after:
+            raise ValueError("the chat template does not render a conversation as the sum of its turns")
+        mask[len(before) : len(after)] = [1] * (len(after) - len(before))
+    return {"input_ids": full, "assistant_masks": mask}
+
+
 def train_adapter(
     base_model: str,
     data_file: Path,
@@ -84,6 +108,17 @@ def train_adapter(
         raise ValueError(f"{data_file}: no training rows")
     tokenizer = load_tokenizer(base_model)
     tokenizer.padding_side = "right"
+    if settings.rule == "sft":
+        # tokenised here so that packed rows (several turns in one completion) train on their
+        # assistant turns only; TRL takes input_ids + assistant_masks as they are
+        dataset = dataset.map(
+            lambda row: sft_features(tokenizer, row["prompt"], row["completion"]),
+            remove_columns=dataset.column_names,
+        )
+        too_long = sum(len(ids) > settings.max_length for ids in dataset["input_ids"])
+        if too_long:
+            limit = settings.max_length
+            log.warning("%d of %d rows exceed max_length %d and are cut", too_long, len(dataset), limit)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     lora = LoraConfig(
         r=settings.lora_r,

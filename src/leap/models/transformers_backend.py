@@ -10,13 +10,16 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    DynamicCache,
     GenerationConfig,
     LogitsProcessorList,
     PreTrainedTokenizerBase,
 )
+from transformers.cache_utils import DynamicLayer
 
 from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation, cut_at_stop
 from leap.models.choice_decoding import ChoiceLogitsProcessor
+from leap.models.prefix_cache import CachedSequence, PrefixCache, left_padded_states, row_states
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ class TransformersChatModel(ChatModel):
         device: "auto", "cpu", "cuda", "cuda:1", ...
         dtype: "auto", "float32", "bfloat16" or "float16".
         batch_size: most conversations in one forward pass; longer lists are split.
+        prefix_cache_mb: memory for the keys and values of recent sequences, reused when a later
+            prompt starts with them (an agent's next step repeats its whole history); 0 turns
+            prefix caching off.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class TransformersChatModel(ChatModel):
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int = 32,
+        prefix_cache_mb: int = 1024,
         name: str | None = None,
     ) -> None:
         super().__init__()
@@ -99,12 +106,31 @@ class TransformersChatModel(ChatModel):
             self.adapter = str(adapter)
         self.model = model.to(self.device).eval()
         self.name = name or (self.adapter or self.path)
+        self.prefix_cache = self._make_prefix_cache(prefix_cache_mb)
+
+    def _make_prefix_cache(self, megabytes: int) -> PrefixCache | None:
+        """A prefix cache sized in tokens, for models whose every layer keeps all keys and values
+        (sliding-window or recurrent layers cannot be restarted from a stored prefix)."""
+        if megabytes <= 0:
+            return None
+        layers = DynamicCache(config=self.model.config).layers
+        if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+            log.info("%s: prefix caching off (the model's cache has non-standard layers)", self.path)
+            return None
+        config = self.model.config.get_text_config()
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        bytes_per_token = 2 * len(layers) * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
+        return PrefixCache(max_tokens=megabytes * 2**20 // bytes_per_token)
 
     # -- helpers ---------------------------------------------------------------------------------
     def render(self, conversation: Conversation, *, add_generation_prompt: bool = True) -> str:
         return self.tokenizer.apply_chat_template(
             conversation, tokenize=False, add_generation_prompt=add_generation_prompt
         )
+
+    def encode(self, conversation: Conversation) -> list[int]:
+        return self.tokenizer(self.render(conversation), add_special_tokens=False)["input_ids"]
 
     def _batches(self, items: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
         """Index batches with prompts of similar length together (less padding)."""
@@ -123,8 +149,7 @@ class TransformersChatModel(ChatModel):
         stop: Sequence[str] = (),
         constraints: Sequence[ChoiceConstraint | None] | None = None,
     ) -> list[Generation]:
-        prompts = [self.render(c) for c in conversations]
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        encoded = [self.encode(c) for c in conversations]
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=temperature > 0,
@@ -134,27 +159,20 @@ class TransformersChatModel(ChatModel):
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
             stop_strings=list(stop) or None,
+            # the prefix cache needs the keys and values back
+            return_dict_in_generate=self.prefix_cache is not None,
         )
         if seed is not None:
             torch.manual_seed(seed)
-        results: list[Generation | None] = [None] * len(prompts)
-        for batch in self._batches(range(len(prompts)), [len(e) for e in encoded]):
-            inputs = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            processors = LogitsProcessorList()
-            if constraints and any(constraints[i] for i in batch):
-                processors.append(
-                    ChoiceLogitsProcessor(
-                        self.tokenizer,
-                        inputs["input_ids"].shape[1],
-                        [constraints[i] for i in batch],
-                        self.tokenizer.eos_token_id,
-                    )
-                )
-            output = self.model.generate(
-                **inputs, generation_config=config, tokenizer=self.tokenizer, logits_processor=processors
+        cache = self.prefix_cache
+        reuse = [cache.lookup(ids) if cache else (None, 0) for ids in encoded]
+        fresh = [len(ids) - n for ids, (_, n) in zip(encoded, reuse, strict=True)]
+        results: list[Generation | None] = [None] * len(encoded)
+        for batch in self._batches(range(len(encoded)), fresh):
+            rules = [constraints[i] for i in batch] if constraints else []
+            new_tokens = self._generate_batch(
+                [encoded[i] for i in batch], [reuse[i] for i in batch], config, rules if any(rules) else None
             )
-            new_tokens = output[:, inputs["input_ids"].shape[1] :]
             for row, i in enumerate(batch):
                 tokens = new_tokens[row]
                 n_new = int((tokens != self.tokenizer.pad_token_id).sum())
@@ -163,6 +181,75 @@ class TransformersChatModel(ChatModel):
                 self.usage.add(gen)
                 results[i] = gen
         return [r for r in results if r is not None]
+
+    def _generate_batch(
+        self,
+        prompts: list[list[int]],
+        reuse: list[tuple[CachedSequence | None, int]],
+        config: GenerationConfig,
+        constraints: list[ChoiceConstraint | None] | None,
+    ) -> torch.Tensor:
+        """Generate for one batch; returns the new tokens [rows, steps] (pad after a row ends).
+
+        Row layout: [pad][reused prefix][pad][new prompt tokens]. The reused part comes from the
+        prefix cache as keys and values; only the new part is computed. Positions follow the
+        attention mask, so the padding in the middle changes nothing for the model.
+        """
+        pad = self.tokenizer.pad_token_id
+        width_reused = max(n for _, n in reuse)
+        width_new = max(len(ids) - n for ids, (_, n) in zip(prompts, reuse, strict=True))
+        rows, masks = [], []
+        for ids, (_, n) in zip(prompts, reuse, strict=True):
+            new = ids[n:]
+            gap_reused, gap_new = width_reused - n, width_new - len(new)
+            rows.append([pad] * gap_reused + ids[:n] + [pad] * gap_new + new)
+            masks.append([0] * gap_reused + [1] * n + [0] * gap_new + [1] * len(new))
+        input_ids = torch.tensor(rows, device=self.device)
+        attention_mask = torch.tensor(masks, device=self.device)
+        extra: dict = {}
+        if self.prefix_cache is not None:
+            if width_reused:
+                like = next(entry.states for entry, n in reuse if entry is not None and n)
+                past = DynamicCache(config=self.model.config)
+                for layer, (keys, values) in enumerate(left_padded_states(reuse, like)):
+                    past.update(keys, values, layer)
+                extra["past_key_values"] = past
+            self.prefix_cache.reused_tokens += sum(n for _, n in reuse)
+            self.prefix_cache.computed_tokens += sum(len(ids) for ids in prompts) - sum(n for _, n in reuse)
+        processors = LogitsProcessorList()
+        if constraints:
+            eos = self.tokenizer.eos_token_id
+            processors.append(ChoiceLogitsProcessor(self.tokenizer, input_ids.shape[1], constraints, eos))
+        output = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=config,
+            tokenizer=self.tokenizer,
+            logits_processor=processors,
+            **extra,
+        )
+        if self.prefix_cache is None:
+            return output[:, input_ids.shape[1] :]
+        new_tokens = output.sequences[:, input_ids.shape[1] :]
+        self._remember(output.sequences, attention_mask, new_tokens, output.past_key_values)
+        return new_tokens
+
+    def _remember(
+        self, sequences: torch.Tensor, prompt_mask: torch.Tensor, new_tokens: torch.Tensor, past: DynamicCache
+    ) -> None:
+        """Store each row's tokens (prompt and reply, up to where the model stopped) with their keys
+        and values in the prefix cache."""
+        assert self.prefix_cache is not None
+        ends = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
+        states = [(layer.keys, layer.values) for layer in past.layers]
+        cached = states[0][0].shape[2]  # the last generated token was never fed back
+        for row in range(sequences.shape[0]):
+            generated = new_tokens[row].tolist()
+            length = next((k + 1 for k, t in enumerate(generated) if t in ends), len(generated))
+            replied = torch.arange(len(generated), device=self.device) < length
+            real = torch.cat([prompt_mask[row].bool(), replied])
+            slots = torch.nonzero(real[:cached]).flatten()
+            self.prefix_cache.add(sequences[row, slots].tolist(), row_states(states, row, slots))
 
     @torch.inference_mode()
     def score(self, conversations: Sequence[Conversation], completions: Sequence[str]) -> list[float]:
