@@ -7,9 +7,9 @@ import pytest
 from leap.agents import PromptSettings
 from leap.data import Sample, make_sample, sft_rows
 from leap.envs import make_env
+from leap.packing import IGNORE, sft_features
 from leap.policies import build_policy
 from leap.rollout import Episode, run_episodes
-from leap.train import sft_features
 
 TURNS = PromptSettings(style="student", layout="turns", history_steps=30, list_actions=False)
 
@@ -58,7 +58,7 @@ def test_a_demonstration_transcript_packs_into_one_row(demos, tiny_model_path) -
 
     tokenizer = load_tokenizer(tiny_model_path)
     features = sft_features(tokenizer, first["prompt"], first["completion"])
-    trained = [i for i, m in zip(features["input_ids"], features["assistant_masks"], strict=True) if m]
+    trained = [label for label in features["labels"] if label != IGNORE]
     text = tokenizer.decode(trained)
     for sample in samples[:n]:
         assert sample.completion + "<|im_end|>" in text
@@ -84,3 +84,60 @@ def test_single_message_prompts_are_never_packed(demos) -> None:
     rows = sft_rows(samples)
     assert len(rows) == len(samples)
     assert all(len(r["completion"]) == 1 for r in rows)
+
+
+def _summed_loss(model, input_ids, labels, **inputs) -> tuple[float, int]:
+    import torch
+
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, **inputs).logits.float()
+    targets = labels[:, 1:]
+    predicted = logits[:, :-1].reshape(-1, logits.shape[-1])
+    losses = torch.nn.functional.cross_entropy(
+        predicted, targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+    return float(losses), int((targets != IGNORE).sum())
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_prefix_packing_computes_the_same_loss_as_separate_rows(demos, tiny_model_path, attention) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from leap.models.transformers_backend import load_tokenizer
+    from leap.packing import PrefixTreeCollator, pack_shared_prefixes
+
+    episode = demos[0]
+    # a correction at every step: no chain, one row per step, each prompt a prefix of the next
+    targets = {
+        t: next(c for c in s.candidates["choices"] if c != s.action) for t, s in enumerate(episode.steps)
+    }
+    samples = _samples(episode, TURNS, targets) + _samples(demos[1], TURNS)
+    tokenizer = load_tokenizer(tiny_model_path)
+    rows = [sft_features(tokenizer, r["prompt"], r["completion"]) for r in sft_rows(samples)]
+    assert len(rows) == episode.n_actions + 1
+    packed = pack_shared_prefixes(rows, max_length=4096)
+    assert len(packed) == 2  # the corrections in one sequence, the demonstration in another
+    assert sum(len(r["input_ids"]) for r in packed) < sum(len(r["input_ids"]) for r in rows) / 2
+
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model_path, dtype=torch.float32, attn_implementation=attention
+    )
+    model.eval()
+    expected, expected_tokens = 0.0, 0
+    for row in rows:
+        loss, n = _summed_loss(model, torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]]))
+        expected, expected_tokens = expected + loss, expected_tokens + n
+    batch = PrefixTreeCollator(tokenizer.pad_token_id, boolean_mask=attention == "sdpa")(packed)
+    got, got_tokens = _summed_loss(
+        model,
+        batch["input_ids"],
+        batch["labels"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+    )
+    assert got_tokens == expected_tokens
+    assert got == pytest.approx(expected, rel=1e-4)
+    # without the tree mask the same tokens give another loss: the mask is what makes it exact
+    plain, _ = _summed_loss(model, batch["input_ids"], batch["labels"], position_ids=batch["position_ids"])
+    assert plain != pytest.approx(expected, rel=1e-3)

@@ -43,6 +43,9 @@ class TrainSettings:
 
 
 #: update rule -> (TRL config class, TRL trainer class)
+#: trainer arguments for SFT rows that arrive tokenised and packed (with their own collator)
+PACKED_SFT_ARGS = {"remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
+
 TRAINERS = {
     "sft": ("SFTConfig", "SFTTrainer"),
     "dpo": ("DPOConfig", "DPOTrainer"),
@@ -58,28 +61,35 @@ def _use_bf16(settings: TrainSettings, device: str) -> bool:
     return device.startswith("cuda") or cpu_has_fast_bf16()
 
 
-def sft_features(tokenizer: Any, prompt: list[dict[str, str]], completion: list[dict[str, str]]) -> dict:
-    """Token ids of a prompt/completion conversation and a mask that is 1 on the tokens of the
-    completion's assistant turns (their text and end-of-turn token), 0 elsewhere: user turns
-    inside a packed completion are context, never targets."""
+def _prefix_packed(dataset: Any, tokenizer: Any, max_length: int) -> tuple[Any, dict[str, Any]]:
+    """SFT rows tokenised here (loss on assistant turns only, so packed episode rows train on
+    every step's reply and never on observations) and packed by shared prefix (a failed episode's
+    corrections share its transcript: it is computed once); see ``leap.packing``."""
+    from datasets import Dataset
 
-    def ids(messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-        text = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=generation_prompt
-        )
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    from leap.packing import PrefixTreeCollator, pack_shared_prefixes, sft_features
 
-    messages = [*prompt, *completion]
-    full = ids(messages, False)
-    mask = [0] * len(full)
-    for j in range(len(prompt), len(messages)):
-        if messages[j]["role"] != "assistant":
-            continue
-        before, after = ids(messages[:j], True), ids(messages[: j + 1], False)
-        if after[: len(before)] != before or full[: len(after)] != after:
-            raise ValueError("the chat template does not render a conversation as the sum of its turns")
-        mask[len(before) : len(after)] = [1] * (len(after) - len(before))
-    return {"input_ids": full, "assistant_masks": mask}
+    rows = [sft_features(tokenizer, row["prompt"], row["completion"]) for row in dataset]
+    too_long = sum(len(r["input_ids"]) > max_length for r in rows)
+    if too_long:
+        log.warning("%d of %d rows exceed max_length %d and are cut", too_long, len(rows), max_length)
+    packed = pack_shared_prefixes(rows, max_length)
+    tokens = [sum(len(r["input_ids"]) for r in rs) for rs in (rows, packed)]
+    log.info("packed %d rows into %d seqs: %d tokens (%d unpacked)", len(rows), len(packed), *tokens[::-1])
+    collator = PrefixTreeCollator(tokenizer.pad_token_id)
+    return Dataset.from_list(packed), {"collator": collator, "rows": len(rows)}
+
+
+def _tree_mask_kind(model: Any) -> str:
+    """Packed rows need a 4D attention mask: boolean for sdpa, additive for eager attention."""
+    implementation = getattr(model.config, "_attn_implementation", None) or "eager"
+    if implementation == "sdpa":
+        return "boolean"
+    if implementation == "eager":
+        return "additive"
+    raise ValueError(
+        f"packed SFT needs sdpa or eager attention (4D masks); the model uses {implementation!r}"
+    )
 
 
 def train_adapter(
@@ -108,17 +118,9 @@ def train_adapter(
         raise ValueError(f"{data_file}: no training rows")
     tokenizer = load_tokenizer(base_model)
     tokenizer.padding_side = "right"
+    sft_extra: dict[str, Any] = {}
     if settings.rule == "sft":
-        # tokenised here so that packed rows (several turns in one completion) train on their
-        # assistant turns only; TRL takes input_ids + assistant_masks as they are
-        dataset = dataset.map(
-            lambda row: sft_features(tokenizer, row["prompt"], row["completion"]),
-            remove_columns=dataset.column_names,
-        )
-        too_long = sum(len(ids) > settings.max_length for ids in dataset["input_ids"])
-        if too_long:
-            limit = settings.max_length
-            log.warning("%d of %d rows exceed max_length %d and are cut", too_long, len(dataset), limit)
+        dataset, sft_extra = _prefix_packed(dataset, tokenizer, settings.max_length)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     lora = LoraConfig(
         r=settings.lora_r,
@@ -127,6 +129,8 @@ def train_adapter(
         target_modules=settings.target_modules,
         task_type="CAUSAL_LM",
     )
+    if sft_extra:
+        sft_extra["collator"].boolean_mask = _tree_mask_kind(model) == "boolean"
     peft_config: LoraConfig | None = lora
     if init_adapter is not None:
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
@@ -152,6 +156,8 @@ def train_adapter(
         max_steps=settings.max_steps or -1,
         dataloader_num_workers=0,
         disable_tqdm=False,
+        # packed SFT rows come tokenised, with their own collator and columns
+        **(PACKED_SFT_ARGS if sft_extra else {}),
         **settings.extra,
     )
     if settings.rule not in TRAINERS:
@@ -168,6 +174,7 @@ def train_adapter(
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
+        **({"data_collator": sft_extra["collator"]} if sft_extra else {}),
     )
     result = trainer.train()
     staging = out_dir.with_name(out_dir.name + ".partial")
@@ -176,7 +183,8 @@ def train_adapter(
     history = [row for row in trainer.state.log_history if "loss" in row]
     metrics = {
         "rule": settings.rule,
-        "rows": len(dataset),
+        "rows": sft_extra.get("rows", len(dataset)),
+        "sequences": len(dataset),
         "steps": trainer.state.global_step,
         "train_loss": result.training_loss,
         "train_runtime_s": result.metrics.get("train_runtime"),
