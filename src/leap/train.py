@@ -140,8 +140,12 @@ def train_adapter(
     common: dict[str, Any] = dict(
         output_dir=str(work),
         num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        # packed SFT sequences (whole episodes, shared prefixes) are long: one per micro-batch,
+        # and as many per optimizer step as batch_size says (activations of four 1,600-token
+        # rows took over 20 GB on CPU; one takes about 4.5 GB)
+        per_device_train_batch_size=1 if sft_extra else settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps
+        * (settings.batch_size if sft_extra else 1),
         learning_rate=settings.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
