@@ -118,6 +118,29 @@ def test_every_stage_runs_and_writes_its_outputs(tmp_path) -> None:
     assert json.loads((run / "summary.json").read_text()) == summary
 
 
+def test_transcript_prompts_train_on_packed_sequences(tmp_path) -> None:
+    """With the turns layout and a full history, a demonstration trains as one sequence and the
+    corrections of an episode ride on one copy of its transcript."""
+    prompt = {"style": "student", "layout": "turns", "history_steps": 12, "list_actions": False}
+    sections = {"student": {"prompt": prompt}, "loop": {"iterations": 1}, "train": {"max_length": 4096}}
+    config = load_config(_config(tmp_path, "turns", **sections))
+    LeapRun(config).run()
+    run = config.run_dir
+    demos = list(read_jsonl(run / "iter_0" / "samples.jsonl"))
+    bc = json.loads((run / "iter_0" / "adapter" / "train_metrics.json").read_text())
+    episodes = {s["episode_id"] for s in demos}
+    assert bc["rows"] == len(episodes) < len(demos)  # one packed row per demonstration
+    assert bc["sequences"] == len(episodes)
+    corrections = list(read_jsonl(run / "iter_1" / "samples.jsonl"))
+    leap = json.loads((run / "iter_1" / "adapter" / "train_metrics.json").read_text())
+    corrected = {s["episode_id"] for s in corrections}
+    # a random student's replies never equal the teacher's: one row per corrected step, and
+    # every row joins a trunk that holds its prompt (its own episode's, or a demonstration of the
+    # same task that began the same way): at most one sequence per episode
+    assert leap["rows"] == len(episodes) + len(corrections)
+    assert leap["sequences"] <= len(episodes) + len(corrected)
+
+
 class Killed(Exception):
     pass
 
