@@ -61,13 +61,13 @@ def _use_bf16(settings: TrainSettings, device: str) -> bool:
     return device.startswith("cuda") or cpu_has_fast_bf16()
 
 
-def _prefix_packed(dataset: Any, tokenizer: Any, max_length: int) -> tuple[Any, dict[str, Any]]:
+def _packed_sft_dataset(dataset: Any, tokenizer: Any, max_length: int) -> Any:
     """SFT rows tokenised here (loss on assistant turns only, so packed episode rows train on
     every step's reply and never on observations) and packed by shared prefix (a failed episode's
     corrections share its transcript: it is computed once); see ``leap.packing``."""
     from datasets import Dataset
 
-    from leap.packing import PrefixTreeCollator, pack_shared_prefixes, sft_features
+    from leap.packing import pack_shared_prefixes, sft_features
 
     rows = [sft_features(tokenizer, row["prompt"], row["completion"]) for row in dataset]
     too_long = sum(len(r["input_ids"]) > max_length for r in rows)
@@ -76,20 +76,17 @@ def _prefix_packed(dataset: Any, tokenizer: Any, max_length: int) -> tuple[Any, 
     packed = pack_shared_prefixes(rows, max_length)
     tokens = [sum(len(r["input_ids"]) for r in rs) for rs in (rows, packed)]
     log.info("packed %d rows into %d seqs: %d tokens (%d unpacked)", len(rows), len(packed), *tokens[::-1])
-    collator = PrefixTreeCollator(tokenizer.pad_token_id)
-    return Dataset.from_list(packed), {"collator": collator, "rows": len(rows)}
+    return Dataset.from_list(packed)
 
 
-def _tree_mask_kind(model: Any) -> str:
+def _tree_collator(model: Any, tokenizer: Any) -> Any:
     """Packed rows need a 4D attention mask: boolean for sdpa, additive for eager attention."""
+    from leap.packing import PrefixTreeCollator
+
     implementation = getattr(model.config, "_attn_implementation", None) or "eager"
-    if implementation == "sdpa":
-        return "boolean"
-    if implementation == "eager":
-        return "additive"
-    raise ValueError(
-        f"packed SFT needs sdpa or eager attention (4D masks); the model uses {implementation!r}"
-    )
+    if implementation not in ("sdpa", "eager"):
+        raise ValueError(f"packed SFT needs sdpa or eager attention (4D masks), not {implementation!r}")
+    return PrefixTreeCollator(tokenizer.pad_token_id, boolean_mask=implementation == "sdpa")
 
 
 def train_adapter(
@@ -118,9 +115,10 @@ def train_adapter(
         raise ValueError(f"{data_file}: no training rows")
     tokenizer = load_tokenizer(base_model)
     tokenizer.padding_side = "right"
-    sft_extra: dict[str, Any] = {}
-    if settings.rule == "sft":
-        dataset, sft_extra = _prefix_packed(dataset, tokenizer, settings.max_length)
+    rows = len(dataset)
+    packed = settings.rule == "sft"
+    if packed:
+        dataset = _packed_sft_dataset(dataset, tokenizer, settings.max_length)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     lora = LoraConfig(
         r=settings.lora_r,
@@ -129,8 +127,6 @@ def train_adapter(
         target_modules=settings.target_modules,
         task_type="CAUSAL_LM",
     )
-    if sft_extra:
-        sft_extra["collator"].boolean_mask = _tree_mask_kind(model) == "boolean"
     peft_config: LoraConfig | None = lora
     if init_adapter is not None:
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
@@ -143,9 +139,9 @@ def train_adapter(
         # packed SFT sequences (whole episodes, shared prefixes) are long: one per micro-batch,
         # and as many per optimizer step as batch_size says (activations of four 1,600-token
         # rows took over 20 GB on CPU; one takes about 4.5 GB)
-        per_device_train_batch_size=1 if sft_extra else settings.batch_size,
+        per_device_train_batch_size=1 if packed else settings.batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps
-        * (settings.batch_size if sft_extra else 1),
+        * (settings.batch_size if packed else 1),
         learning_rate=settings.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
@@ -161,7 +157,7 @@ def train_adapter(
         dataloader_num_workers=0,
         disable_tqdm=False,
         # packed SFT rows come tokenised, with their own collator and columns
-        **(PACKED_SFT_ARGS if sft_extra else {}),
+        **(PACKED_SFT_ARGS if packed else {}),
         **settings.extra,
     )
     if settings.rule not in TRAINERS:
@@ -178,7 +174,7 @@ def train_adapter(
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        **({"data_collator": sft_extra["collator"]} if sft_extra else {}),
+        **({"data_collator": _tree_collator(model, tokenizer)} if packed else {}),
     )
     result = trainer.train()
     staging = out_dir.with_name(out_dir.name + ".partial")
@@ -187,7 +183,7 @@ def train_adapter(
     history = [row for row in trainer.state.log_history if "loss" in row]
     metrics = {
         "rule": settings.rule,
-        "rows": sft_extra.get("rows", len(dataset)),
+        "rows": rows,
         "sequences": len(dataset),
         "steps": trainer.state.global_step,
         "train_loss": result.training_loss,
