@@ -122,7 +122,8 @@ def test_transcript_prompts_train_on_packed_sequences(tmp_path) -> None:
     """With the turns layout and a full history, a demonstration trains as one sequence and the
     corrections of an episode ride on one copy of its transcript."""
     prompt = {"style": "student", "layout": "turns", "history_steps": 12, "list_actions": False}
-    sections = {"student": {"prompt": prompt}, "loop": {"iterations": 1}, "train": {"max_length": 4096}}
+    loop = {"iterations": 1, "correction_steps": "divergent", "max_repeats_per_episode": 1}
+    sections = {"student": {"prompt": prompt}, "loop": loop, "train": {"max_length": 4096}}
     config = load_config(_config(tmp_path, "turns", **sections))
     LeapRun(config).run()
     run = config.run_dir
@@ -139,6 +140,14 @@ def test_transcript_prompts_train_on_packed_sequences(tmp_path) -> None:
     # same task that began the same way): at most one sequence per episode
     assert leap["rows"] == len(episodes) + len(corrections)
     assert leap["sequences"] <= len(episodes) + len(corrected)
+    # the selection of corrected steps: one sample per corrected action and episode, the rest
+    # counted in metrics.jsonl
+    stats = json.loads((run / "iter_1" / "teacher_stats.json").read_text())
+    select = next(m for m in read_jsonl(run / "metrics.jsonl") if m["stage"] == "select")
+    assert select["samples"] == len(corrections)
+    assert len(corrections) + sum(select["dropped"].values()) == stats["steps_accepted"]
+    actions = [(s["episode_id"], s["completion"].rsplit("ACTION: ", 1)[1]) for s in corrections]
+    assert len(set(actions)) == len(actions) and select["dropped"]["repeated_action"] > 0
 
 
 class Killed(Exception):

@@ -100,6 +100,12 @@ class LoopSection(StrictModel):
     rollouts_per_iteration: int = Field(default=40, ge=1)
     #: episodes scoring below this are sent to the teacher
     failure_threshold: float = 1.0
+    #: which corrected steps become samples: all of them, or only those where the teacher's
+    #: action differs from the student's (the steps that needed a correction)
+    correction_steps: Literal["all", "divergent"] = "all"
+    #: within one episode, train on at most this many corrected steps with the same action
+    #: (None: all); a student stuck in a loop otherwise gets the same correction at every turn
+    max_repeats_per_episode: int | None = Field(default=None, ge=1)
     #: most samples kept from each iteration in the aggregate (None: all)
     cap_per_iteration: int | None = Field(default=None, ge=1)
     #: reference rows on the test split: the environment's experts (privileged and not)

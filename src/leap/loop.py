@@ -35,6 +35,7 @@ from leap.models.registry import load_chat_model, resolve_model_path
 from leap.policy import Policy
 from leap.rollout import Episode
 from leap.teachers import Budget, BudgetExceeded, EpisodeCorrection, LLMTeacher, ProgrammaticTeacher, Teacher
+from leap.teachers.selection import select_steps
 from leap.tracking import Tracker
 from leap.train import TrainSettings, train_adapter
 
@@ -290,9 +291,15 @@ class LeapRun:
         ]
         by_id = {e.episode_id: e for e in episodes}
         samples = []
+        loop = self.config.loop
+        dropped: Counter[str] = Counter()
         for correction in self.corrections(k, episodes):
             episode = by_id[correction.episode_id]
-            for s in correction.steps:
+            kept, skipped = select_steps(
+                correction, episode, steps=loop.correction_steps, max_repeats=loop.max_repeats_per_episode
+            )
+            dropped.update(skipped)
+            for s in kept:
                 samples.append(
                     make_sample(
                         episode,
@@ -306,6 +313,9 @@ class LeapRun:
                         leaked=bool(s.leaks),
                     )
                 )
+        if dropped:
+            log.info("iteration %d: corrected steps not trained on: %s", k, dict(dropped))
+        self._metric(k, "select", samples=len(samples), dropped=dict(dropped))
         atomic_write_jsonl(path, [s.to_record() for s in samples])
         return samples
 

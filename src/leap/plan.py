@@ -42,13 +42,16 @@ def plan_rows(config: RunConfig) -> list[tuple[str, str]]:
         ),
         ("iteration 0", f"behaviour cloning on {demo}, reasons: {c.demos.reasons}"),
     ]
+    kept = "every corrected step" if loop.correction_steps == "all" else "the steps where the student erred"
+    if loop.max_repeats_per_episode:
+        kept += f", each action at most {loop.max_repeats_per_episode}x per episode"
     for k in range(1, loop.iterations + 1):
         rows.append(
             (
                 f"iteration {k}",
                 f"roll out on {loop.rollouts_per_iteration} {c.env.train_split} tasks; {teacher} corrects "
-                f"episodes scoring < {loop.failure_threshold:g}; {c.train.rule} on D_0..D_{k} "
-                f"from the {loop.init} model",
+                f"episodes scoring < {loop.failure_threshold:g}; training on {kept}; {c.train.rule} on "
+                f"D_0..D_{k} from the {loop.init} model",
             )
         )
     rows += [

@@ -1,0 +1,91 @@
+"""Which corrected steps become samples: all, only the divergent ones, and a cap on repeats."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from leap.envs import make_env
+from leap.envs.household import HouseholdEnv
+from leap.policy import AgentView, Decision, Policy
+from leap.rollout import Episode, run_episodes
+from leap.teachers import EpisodeCorrection, ProgrammaticTeacher, StepCorrection
+from leap.teachers.selection import select_steps
+
+
+class _Pacer(Policy):
+    """Follows the planner for two steps, then walks between the first two receptacles forever:
+    the loop a weak student gets stuck in."""
+
+    name = "pacer"
+    privileged = True
+
+    def __init__(self) -> None:
+        self.planner = HouseholdEnv.experts()["planner"]()
+
+    def act(self, views: list[AgentView]) -> list[Decision]:
+        out = []
+        for v, planned in zip(views, self.planner.act(views), strict=True):
+            moves = sorted(a for a in v.action_space.choices if a.startswith("go to "))
+            action = planned.action if len(v.history) < 2 else moves[len(v.history) % 2]
+            out.append(Decision(action=action, reason="I look around."))
+        return out
+
+
+@pytest.fixture(scope="module")
+def corrected() -> list[tuple[EpisodeCorrection, Episode]]:
+    episodes = run_episodes(
+        lambda: make_env("household"),
+        [f"train/{i:04d}" for i in range(6)],
+        _Pacer(),
+        horizon=10,
+        show_progress=False,
+    )
+    teacher = ProgrammaticTeacher(HouseholdEnv.programmatic_teacher(50))
+    corrections = teacher.correct(episodes, lambda: make_env("household"))
+    return list(zip(corrections, episodes, strict=True))
+
+
+def test_all_keeps_every_corrected_step(corrected) -> None:
+    for correction, episode in corrected:
+        kept, dropped = select_steps(correction, episode)
+        assert [s.step for s in kept] == list(range(episode.n_actions))
+        assert not dropped
+
+
+def test_divergent_drops_the_steps_where_the_student_was_right(corrected) -> None:
+    agreeing = total = 0
+    for correction, episode in corrected:
+        kept, dropped = select_steps(correction, episode, steps="divergent")
+        same = {s.step for s in correction.steps if s.action == episode.steps[s.step].action}
+        assert all(s.action != episode.steps[s.step].action for s in kept)
+        assert {s.step for s in kept} == {s.step for s in correction.steps} - same
+        assert dropped == Counter({"agrees_with_student": len(same)} if same else {})
+        agreeing += len(same)
+        total += len(correction.steps)
+    assert 0 < agreeing < total  # the planner's steps agree with the teacher
+
+
+def test_repeats_are_capped_per_episode_and_counted(corrected) -> None:
+    for correction, episode in corrected:
+        kept, dropped = select_steps(correction, episode, max_repeats=2)
+        per_action = Counter(s.action for s in kept)
+        assert max(per_action.values()) <= 2
+        assert len(kept) + dropped["repeated_action"] == len(correction.steps)
+        first = {}
+        for s in correction.steps:
+            first.setdefault(s.action, []).append(s.step)
+        assert sorted(s.step for s in kept) == sorted(t for steps in first.values() for t in steps[:2])
+    # a looping student gets one correction over and over: the cap must bite somewhere
+    assert any(select_steps(c, e, max_repeats=2)[1] for c, e in corrected)
+
+
+def test_actions_compare_without_case_or_spacing() -> None:
+    episode = Episode("e", "household", "train/0000", "pick", "t", "p")
+    episode.steps = []  # a correction past the recorded steps is never 'agreeing'
+    correction = EpisodeCorrection(
+        "e", "t", [StepCorrection(0, "r", "Go to  cabinet 1"), StepCorrection(1, "r", "go to cabinet 1")]
+    )
+    kept, dropped = select_steps(correction, episode, steps="divergent", max_repeats=1)
+    assert [s.step for s in kept] == [0] and dropped == Counter({"repeated_action": 1})
