@@ -18,8 +18,8 @@ from leap.teachers.base import EpisodeCorrection, StepCorrection
 CorrectionSteps = Literal["all", "divergent"]
 
 
-def _same_action(a: str, b: str) -> bool:
-    return " ".join(a.lower().split()) == " ".join(b.lower().split())
+def _normalized(action: str) -> str:
+    return " ".join(action.lower().split())
 
 
 def select_steps(
@@ -39,11 +39,11 @@ def select_steps(
     dropped: Counter[str] = Counter()
     uses: Counter[str] = Counter()
     for s in sorted(correction.steps, key=lambda s: s.step):
+        action = _normalized(s.action)
         student = episode.steps[s.step].action if s.step < len(episode.steps) else ""
-        if steps == "divergent" and _same_action(s.action, student):
+        if steps == "divergent" and action == _normalized(student):
             dropped["agrees_with_student"] += 1
             continue
-        action = " ".join(s.action.lower().split())
         if max_repeats is not None and uses[action] >= max_repeats:
             dropped["repeated_action"] += 1
             continue
