@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leap.agents import PromptSettings
+from leap.teachers.selection import CorrectionSteps
 
 
 class StrictModel(BaseModel):
@@ -102,7 +103,7 @@ class LoopSection(StrictModel):
     failure_threshold: float = 1.0
     #: which corrected steps become samples: all of them, or only those where the teacher's
     #: action differs from the student's (the steps that needed a correction)
-    correction_steps: Literal["all", "divergent"] = "all"
+    correction_steps: CorrectionSteps = "all"
     #: within one episode, train on at most this many corrected steps with the same action
     #: (None: all); a student stuck in a loop otherwise gets the same correction at every turn
     max_repeats_per_episode: int | None = Field(default=None, ge=1)
