@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 
 from leap.envs.base import ActionSpace
+from leap.memory import MEMORY_NOTES, memory_items
 from leap.models.base import ChatModel, ChoiceConstraint, Conversation
 from leap.policy import AgentView, Decision, Policy
 
@@ -55,12 +56,16 @@ class PromptSettings:
     #: without the list, which is often half of the prompt)
     list_actions: bool = True
     layout: str = "single"
+    #: a note restating the agent's own history after each step (``leap.memory``)
+    memory: str = "none"
 
     def __post_init__(self) -> None:
         if self.style not in PROMPT_STYLES:
             raise ValueError(f"unknown prompt style {self.style!r}; use one of {PROMPT_STYLES}")
         if self.layout not in PROMPT_LAYOUTS:
             raise ValueError(f"unknown prompt layout {self.layout!r}; use one of {PROMPT_LAYOUTS}")
+        if self.memory not in MEMORY_NOTES:
+            raise ValueError(f"unknown memory note {self.memory!r}; use one of {tuple(MEMORY_NOTES)}")
 
     @property
     def templates(self) -> tuple[str, ...]:
@@ -86,9 +91,11 @@ def step_context(view: AgentView, settings: PromptSettings) -> dict[str, Any]:
     older = steps[: len(steps) - len(shown)]
     earlier = [s["action"] for s in older[-settings.earlier_actions :]] if settings.earlier_actions else []
     space = view.action_space
+    actions = [t.action for t in view.history]
     return {
         "task": view.task,
         "first_observation": observations[0],
+        "memory": memory_items(settings.memory, observations[0], actions),
         "history": shown,
         "earlier": earlier,
         "omitted": len(older) - len(earlier),
@@ -127,11 +134,12 @@ def _transcript(view: AgentView, settings: PromptSettings) -> Conversation:
         step = omitted + k
         messages.append({"role": "assistant", "content": format_completion(turn.reason, turn.action)})
         is_last = k == len(turns) - 1
-        text = last.render(**context, observation=observations[step + 1], current=is_last)
+        memory = memory_items(settings.memory, observations[0], [t.action for t in view.history[: step + 1]])
+        text = last.render(context, observation=observations[step + 1], current=is_last, memory=memory)
         messages.append({"role": "user", "content": text.strip()})
     if not turns:
         # the first step: the candidate list (when shown) goes under the first observation
-        text = last.render(**context, observation="", current=True).strip()
+        text = last.render(context, observation="", current=True, memory=[]).strip()
         if text:
             messages[0]["content"] += "\n" + text
     return messages

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leap.agents import PromptSettings
+from leap.memory import MEMORY_NOTES
 from leap.teachers.selection import CorrectionSteps
 
 
@@ -39,6 +40,16 @@ class PromptSection(StrictModel):
     #: agent's own replies and the observations (with a full history, prompts then extend each
     #: other: prefix caching reuses them and training packs a whole episode into one sequence)
     layout: Literal["single", "turns"] = "single"
+    #: a realizable note restating the agent's own history, a key of ``leap.memory.MEMORY_NOTES``
+    #: ("places": the places it has not visited yet, after each move)
+    memory: str = "none"
+
+    @field_validator("memory")
+    @classmethod
+    def _known_memory(cls, value: str) -> str:
+        if value not in MEMORY_NOTES:
+            raise ValueError(f"unknown memory note {value!r}; use one of {tuple(MEMORY_NOTES)}")
+        return value
 
     def settings(self) -> PromptSettings:
         return PromptSettings(
@@ -48,6 +59,7 @@ class PromptSection(StrictModel):
             self.max_observation_chars,
             self.list_actions,
             self.layout,
+            self.memory,
         )
 
 

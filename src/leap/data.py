@@ -32,6 +32,8 @@ def template_sha(settings: PromptSettings) -> str:
     blob += f"|{settings.history_steps}|{settings.max_observation_chars}"
     if settings.layout != "single":  # hashes of samples made before layouts existed stay the same
         blob += f"|{settings.layout}"
+    if settings.memory != "none":
+        blob += f"|{settings.memory}"
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
