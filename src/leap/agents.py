@@ -91,11 +91,10 @@ def step_context(view: AgentView, settings: PromptSettings) -> dict[str, Any]:
     older = steps[: len(steps) - len(shown)]
     earlier = [s["action"] for s in older[-settings.earlier_actions :]] if settings.earlier_actions else []
     space = view.action_space
-    actions = [t.action for t in view.history]
     return {
         "task": view.task,
         "first_observation": observations[0],
-        "memory": memory_items(settings.memory, observations[0], actions),
+        "memory": memory_items(settings.memory, observations[0], [t.action for t in view.history]),
         "history": shown,
         "earlier": earlier,
         "omitted": len(older) - len(earlier),
