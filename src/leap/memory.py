@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from leap.envs.household.world import parse_listing, type_of
+
 _ROOM = re.compile(r"you see (?P<places>.+?)\.\s*(?:\n|$)")
-_ARTICLE = re.compile(r"^(?:and )?an? ")
 _MOVE = "go to "
 
 
@@ -27,7 +28,7 @@ def room_places(first_observation: str) -> list[str]:
     m = _ROOM.search(first_observation)
     if not m:
         return []
-    return [_ARTICLE.sub("", part.strip()) for part in m.group("places").split(", ")]
+    return parse_listing(m.group("places"))
 
 
 def unvisited_places(first_observation: str, actions: Sequence[str]) -> list[str]:
@@ -37,7 +38,7 @@ def unvisited_places(first_observation: str, actions: Sequence[str]) -> list[str
     visited = {a.removeprefix(_MOVE) for a in actions if a.startswith(_MOVE)}
     first_of_kind: dict[str, str] = {}
     for place in room_places(first_observation):
-        kind = place.rpartition(" ")[0] or place
+        kind = type_of(place)
         if place not in visited and kind not in first_of_kind:
             first_of_kind[kind] = place
     return list(first_of_kind.values())

@@ -18,7 +18,7 @@ from leap.envs.household.catalog import (
     object_prior,
     preposition,
 )
-from leap.envs.household.world import FLAG, Goal, parse_task_text, type_of
+from leap.envs.household.world import FLAG, Goal, parse_listing, parse_task_text, type_of
 from leap.policy import AgentView, Decision, Policy
 
 
@@ -42,12 +42,6 @@ _OPEN = re.compile(r"You open the (?P<rec>[\w ]+? \d+)\. (?P<desc>.*)", re.DOTAL
 _SEE = re.compile(r"(?:On the [\w ]+? \d+, you see|In it, you see) (?P<items>.*?)\.$")
 
 
-def _parse_items(text: str) -> list[str]:
-    if text == "nothing":
-        return []
-    return [re.sub(r"^(?:and )?a ", "", part.strip()) for part in text.split(", ")]
-
-
 @dataclass
 class Knowledge:
     """What the agent has observed so far in one episode."""
@@ -67,7 +61,7 @@ class Knowledge:
         self.closed.discard(rec)
         m = _SEE.search(desc)
         if m:
-            self.seen[rec] = _parse_items(m.group("items"))
+            self.seen[rec] = parse_listing(m.group("items"))
 
     def update(self, action: str, result: str, goal: Goal | None) -> None:
         if m := _ARRIVE.fullmatch(result):

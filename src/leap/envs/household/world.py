@@ -40,6 +40,13 @@ def listing(names: Iterable[str]) -> str:
     return ", ".join(items[:-1]) + ", and " + items[-1]
 
 
+def parse_listing(text: str) -> list[str]:
+    """The names of an enumeration as :func:`listing` (and ALFWorld) writes it."""
+    if text == "nothing":
+        return []
+    return [re.sub(r"^(?:and )?an? ", "", part.strip()) for part in text.split(", ")]
+
+
 @dataclass(frozen=True)
 class Goal:
     task_type: str
