@@ -26,6 +26,10 @@ pytestmark = pytest.mark.skipif(
 
 #: tasks whose gold command cannot score 1.0 every time, and why
 TIME_DEPENDENT = {
+    "fs1/6": "find walks / including the host's read-only /usr: on a cold file cache or under load "
+    "one of the two runs can pass the 10 s timeout, and /proc changes while it walks",
+    "fs1/21": "find without a path walks / like fs1/6 and cats every *php file under /usr: in CI "
+    "its answer part scored 0, as it does when only one of the two runs times out",
     "fs1/30": "find with an unset ${DIRECTORY} walks / and counts files under /proc, whose number "
     "depends on which of the pipeline's processes are alive at that moment (it differed under load)",
     "fs2/42": "prints the current date and time: the agent's run and the fresh gold run agree only "
@@ -55,13 +59,20 @@ def test_tasks_splits_and_categories(env: IntercodeBashEnv) -> None:
 
 def test_gold_then_submit_scores_one_on_every_task() -> None:
     ids = [t for s in ("train", "valid", "test") for t in make_env("intercode-bash").task_ids(s)]
-    todo = [t for t in ids if t not in TIME_DEPENDENT]
     episodes = run_episodes(
-        lambda: make_env("intercode-bash"), todo, GoldPolicy(), batch_size=8, show_progress=False
+        lambda: make_env("intercode-bash"), ids, GoldPolicy(), batch_size=8, show_progress=False
     )
-    failed = {e.task_id: (e.score, e.steps[-1].info) for e in episodes if e.score != 1.0}
+    failed = {
+        e.task_id: (e.score, e.steps[-1].info)
+        for e in episodes
+        if e.score != 1.0 and e.task_id not in TIME_DEPENDENT
+    }
     assert not failed
-    assert all(e.success and e.n_actions == 2 and e.steps[-1].action == "submit" for e in episodes)
+    # where only the printed answer can differ, the file-system parts of the reward still agree
+    timed = [e.steps[-1].info for e in episodes if e.task_id in TIME_DEPENDENT]
+    assert len(timed) == len(TIME_DEPENDENT)
+    assert all(i["file_diff"] == i["file_changes"] == 0.33 for i in timed), timed
+    assert all(e.n_actions == 2 and e.steps[-1].action == "submit" for e in episodes)
 
 
 def test_wrong_commands_score_by_the_formula(env: IntercodeBashEnv) -> None:
