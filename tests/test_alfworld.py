@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from leap.envs import make_env
+from leap.envs.alfred.text import parse_task_text
 from leap.envs.alfworld import AlfworldEnv
 from leap.envs.alfworld.experts import HandcodedExpertPolicy
-from leap.envs.alfworld.games import MissingGamesError, resolve_games_root
+from leap.envs.alfworld.tasks import MissingGamesError, resolve_games_root
 from leap.envs.household.experts import PlannerPolicy
-from leap.envs.household.world import parse_task_text
 from leap.rollout import run_episodes
 from leap.teachers.leakage import find_leaks
 
@@ -215,7 +215,7 @@ def test_teacher_at_25_does_not_take_objects_the_student_has_not_seen(alfworld: 
     """In this game desk 1 and drawer 1 share one spot: from drawer 1 the planner takes book 3 off
     the desk although the student has only seen the drawer. At 50 % the audit flags that; at 25 %
     the teacher must not choose it."""
-    from leap.envs.household.teacher import HouseholdTeacherPolicy
+    from leap.envs.alfworld.teacher import AlfworldTeacherPolicy
     from leap.policy import AgentView, Turn
     from leap.teachers.leakage import audit
 
@@ -229,7 +229,7 @@ def test_teacher_at_25_does_not_take_objects_the_student_has_not_seen(alfworld: 
     view = AgentView(
         "e", alfworld.task, obs, alfworld.action_space(), tuple(turns), alfworld.privileged_state()
     )
-    at_50 = HouseholdTeacherPolicy(50).act([view])[0]
+    at_50 = AlfworldTeacherPolicy(50).act([view])[0]
     assert at_50.action == "take book 3 from desk 1" and audit(at_50.reason, view)
-    at_25 = HouseholdTeacherPolicy(25).act([view])[0]
+    at_25 = AlfworldTeacherPolicy(25).act([view])[0]
     assert not at_25.action.startswith("take book") and not audit(at_25.reason, view)

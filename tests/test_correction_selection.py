@@ -6,8 +6,7 @@ from collections import Counter
 
 import pytest
 
-from leap.envs import make_env
-from leap.envs.household import HouseholdEnv
+from leap.envs import env_spec, make_env
 from leap.policy import AgentView, Decision, Policy
 from leap.rollout import Episode, run_episodes
 from leap.teachers import EpisodeCorrection, ProgrammaticTeacher, StepCorrection
@@ -22,7 +21,7 @@ class _Pacer(Policy):
     privileged = True
 
     def __init__(self) -> None:
-        self.planner = HouseholdEnv.experts()["planner"]()
+        self.planner = env_spec("household").expert("planner")
 
     def act(self, views: list[AgentView]) -> list[Decision]:
         out = []
@@ -42,7 +41,7 @@ def corrected() -> list[tuple[EpisodeCorrection, Episode]]:
         horizon=10,
         show_progress=False,
     )
-    teacher = ProgrammaticTeacher(HouseholdEnv.programmatic_teacher(50))
+    teacher = ProgrammaticTeacher(env_spec("household").teacher_policy(50))
     corrections = teacher.correct(episodes, lambda: make_env("household"))
     return list(zip(corrections, episodes, strict=True))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from leap.agents import PromptSettings
+from leap.builders import build_policy
 from leap.data import Sample, make_sample, sft_rows
 from leap.envs import make_env
 from leap.packing import IGNORE, sft_features
-from leap.policies import build_policy
 from leap.rollout import Episode, run_episodes
 
 TURNS = PromptSettings(style="student", layout="turns", history_steps=30, list_actions=False)

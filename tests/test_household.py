@@ -7,11 +7,11 @@ from collections import Counter
 import pytest
 
 from leap.envs import UnknownSplitError, UnknownTaskError, make_env
+from leap.envs.alfred.catalog import OBJECTS, TASK_TYPES
+from leap.envs.alfred.text import parse_task_text, task_text, type_of
 from leap.envs.household import HouseholdEnv
-from leap.envs.household.catalog import OBJECTS, TASK_TYPES
 from leap.envs.household.experts import PlannerPolicy, SearcherPolicy
 from leap.envs.household.tasks import combos_by_split, generate_world
-from leap.envs.household.world import parse_task_text, task_text, type_of
 from leap.evaluate import summarize
 from leap.rollout import run_episodes
 
@@ -165,7 +165,7 @@ def test_task_text_round_trips() -> None:
 
 
 def test_catalog_lookups_accept_alfworld_types_it_lacks() -> None:
-    from leap.envs.household.catalog import is_openable, object_prior, preposition
+    from leap.envs.alfred.catalog import is_openable, object_prior, preposition
 
     assert preposition("toiletpaperhanger") == "on" and preposition("fridge") == "in"
     assert object_prior("ladle") == {} and object_prior("mug")

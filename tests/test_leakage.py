@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from leap.envs import ActionSpace, PrivilegedState, Secret, make_env
-from leap.envs.household import HouseholdEnv
+from leap.envs import ActionSpace, PrivilegedState, Secret, env_spec, make_env
 from leap.policy import AgentView, Turn
 from leap.rollout import run_episodes
 from leap.teachers import ProgrammaticTeacher
@@ -61,7 +60,7 @@ def test_audit_uses_the_views_history() -> None:
 
 
 def _leak_rate(privilege: int) -> float:
-    searcher = HouseholdEnv.experts()["searcher"]()
+    searcher = env_spec("household").expert("searcher")
     episodes = run_episodes(
         lambda: make_env("household"),
         [f"train/{i:04d}" for i in range(30)],
@@ -69,7 +68,7 @@ def _leak_rate(privilege: int) -> float:
         horizon=4,
         show_progress=False,
     )
-    corrections = ProgrammaticTeacher(HouseholdEnv.programmatic_teacher(privilege)).correct(
+    corrections = ProgrammaticTeacher(env_spec("household").teacher_policy(privilege)).correct(
         episodes, lambda: make_env("household")
     )
     steps = [s for c in corrections for s in c.steps]

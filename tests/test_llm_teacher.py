@@ -10,8 +10,7 @@ import yaml
 from test_loop import TINY
 
 from leap.config import load_config
-from leap.envs import make_env
-from leap.envs.household import HouseholdEnv
+from leap.envs import env_spec, make_env
 from leap.loop import LeapRun
 from leap.models import load_chat_model, resolve_model_path
 from leap.models.cache import CachedChatModel
@@ -22,7 +21,7 @@ from servers import ScriptedServer, transformers_serve
 
 
 def _failed_episodes(n: int = 2, horizon: int = 3):
-    searcher = HouseholdEnv.experts()["searcher"]()
+    searcher = env_spec("household").expert("searcher")
     episodes = run_episodes(
         lambda: make_env("household"),
         [f"train/{i:04d}" for i in range(n)],
@@ -109,7 +108,7 @@ def test_step_mode_and_leak_dropping() -> None:
 
 def test_budget_stops_the_teacher_and_the_run_cleanly(tmp_path) -> None:
     with pytest.raises(BudgetExceeded):
-        Budget(max_tokens=10).check(8, 3)
+        Budget(max_teacher_tokens=10).check(8, 3)
     with ScriptedServer(responder=_look_everywhere) as server:
         data = json.loads(json.dumps(TINY))
         data.update(name="budget", output_dir=str(tmp_path))
@@ -148,7 +147,7 @@ def test_llm_teacher_against_transformers_serve(tmp_path) -> None:
 
 
 def test_demonstrations_from_a_log_file_get_llm_reasons(tmp_path) -> None:
-    planner = HouseholdEnv.experts()["planner"]()
+    planner = env_spec("household").expert("planner")
     logs = run_episodes(
         lambda: make_env("household"), ["train/0000", "train/0001"], planner, show_progress=False
     )

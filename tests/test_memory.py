@@ -95,7 +95,7 @@ def test_config_key_and_bad_value() -> None:
     def config(memory: str) -> dict:
         return {"name": "m", "env": {"name": "household"}, "student": {"prompt": {"memory": memory}}}
 
-    assert parse_config(config("places")).student.prompt.settings().memory == "places"
+    assert parse_config(config("places")).student.prompt.memory == "places"
     with pytest.raises(ConfigError, match=r"student\.prompt\.memory"):
         parse_config(config("all"))
     with pytest.raises(ValueError, match="unknown memory note"):

@@ -10,11 +10,12 @@ import pytest
 
 from leap.envs.base import EnvError, UnknownTaskError
 from leap.envs.webshop.env import WebShopEnv
-from leap.envs.webshop.experts import PlannerPolicy, SearcherPolicy, ShopTeacherPolicy, instruction_query
-from leap.envs.webshop.goals import Goal, human_goals, split_goals, synthetic_goals
+from leap.envs.webshop.experts import PlannerPolicy, SearcherPolicy, instruction_query
 from leap.envs.webshop.products import Product, load_products, parse_options, parse_pricing, webshop_data_dir
 from leap.envs.webshop.reward import normalize_colour, purchase_reward, title_nouns
 from leap.envs.webshop.search import ProductSearch
+from leap.envs.webshop.tasks import Goal, human_goals, split_goals, synthetic_goals
+from leap.envs.webshop.teacher import ShopTeacherPolicy
 from leap.rollout import run_episodes
 
 

@@ -13,11 +13,13 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+from pydantic import Field, ValidationInfo, field_validator
 
 from leap.envs.base import ActionSpace
 from leap.memory import MEMORY_NOTES, memory_items
 from leap.models.base import ChatModel, ChoiceConstraint, Conversation
 from leap.policy import AgentView, Decision, Policy
+from leap.settings import StrictModel
 
 PROMPT_STYLES = ("student", "react")
 #: "single": one user message holding the history as text; "turns": a chat transcript in which
@@ -42,30 +44,40 @@ def prompt_environment() -> jinja2.Environment:
     return env
 
 
-@dataclass(frozen=True)
-class PromptSettings:
-    style: str = "react"
+class PromptSettings(StrictModel):
+    """How the student's prompt is built (``student.prompt`` in a run config)."""
+
+    #: "student" (trained: REASON/ACTION replies) or "react" (instruction-only, untrained models)
+    style: str = "student"
     #: most past steps shown in full (action and result)
-    history_steps: int = 6
+    history_steps: int = Field(default=6, ge=0)
     #: older actions listed by name only, most recent last (the agent's memory of where it has
     #: been); anything older still is summarised as a count
-    earlier_actions: int = 12
+    earlier_actions: int = Field(default=12, ge=0)
     #: observations longer than this are clipped (0: never)
-    max_observation_chars: int = 600
+    max_observation_chars: int = Field(default=600, ge=0)
     #: list the candidate actions in the prompt (with constrained decoding a student can do
     #: without the list, which is often half of the prompt)
     list_actions: bool = True
+    #: "single": the history as text in one user message; "turns": a chat transcript of the
+    #: agent's own replies and the observations (with a full history, prompts then extend each
+    #: other: prefix caching reuses them and training packs a whole episode into one sequence)
     layout: str = "single"
-    #: a note restating the agent's own history after each step (``leap.memory``)
+    #: a realizable note restating the agent's own history, a key of ``leap.memory.MEMORY_NOTES``
+    #: ("places": the places it has not visited yet, after each move)
     memory: str = "none"
 
-    def __post_init__(self) -> None:
-        if self.style not in PROMPT_STYLES:
-            raise ValueError(f"unknown prompt style {self.style!r}; use one of {PROMPT_STYLES}")
-        if self.layout not in PROMPT_LAYOUTS:
-            raise ValueError(f"unknown prompt layout {self.layout!r}; use one of {PROMPT_LAYOUTS}")
-        if self.memory not in MEMORY_NOTES:
-            raise ValueError(f"unknown memory note {self.memory!r}; use one of {tuple(MEMORY_NOTES)}")
+    @field_validator("style", "layout", "memory")
+    @classmethod
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        what, choices = {
+            "style": ("prompt style", PROMPT_STYLES),
+            "layout": ("prompt layout", PROMPT_LAYOUTS),
+            "memory": ("memory note", tuple(MEMORY_NOTES)),
+        }[str(info.field_name)]
+        if value not in choices:
+            raise ValueError(f"unknown {what} {value!r}; use one of {choices}")
+        return value
 
     @property
     def templates(self) -> tuple[str, ...]:
@@ -74,6 +86,31 @@ class PromptSettings:
         if self.layout == "single":
             return ("agent/user.j2", system)
         return ("agent/turn_first.j2", "agent/turn_next.j2", system)
+
+
+class StudentSettings(StrictModel):
+    """A model acting as the student (``student`` in a run config; the model flags of ``leap
+    eval``): which model, how it is prompted and decoded, and where it runs."""
+
+    #: a registry name (smollm2-135m, tiny-random), a model or LoRA adapter directory, or
+    #: openai:MODEL for a model behind an OpenAI-compatible server
+    model: str = "smollm2-135m"
+    prompt: PromptSettings = PromptSettings()
+    #: sampling temperature for rollouts on training tasks (the paper: 0.3)
+    temperature: float = Field(default=0.3, ge=0)
+    #: decoding for validation and test evaluation (0: greedy)
+    eval_temperature: float = Field(default=0.0, ge=0)
+    max_new_tokens: int = Field(default=256, ge=1)
+    #: decode the ACTION line as one of the step's candidate actions (constrained decoding)
+    constrain_actions: bool = False
+    #: episodes advanced together (one batched model call per step)
+    batch_size: int = Field(default=32, ge=1)
+    #: local models: auto, cpu, cuda, cuda:N; and auto, float32, bfloat16, float16
+    device: str = "auto"
+    dtype: str = "auto"
+    #: openai:MODEL: the server's URL and the variable holding its API key
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
 
 
 def format_completion(reason: str, action: str) -> str:
@@ -230,7 +267,7 @@ class LLMPolicy(Policy):
         name: str | None = None,
     ) -> None:
         self.model = model
-        self.prompt = prompt or PromptSettings()
+        self.prompt = prompt or PromptSettings(style="react")
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
         self.seed = seed

@@ -98,21 +98,26 @@ def eval_command(
     ] = False,
 ) -> None:
     """Evaluate a policy on a split: results table, episodes.jsonl and summary.json."""
+    from leap.agents import StudentSettings
+    from leap.builders import build_policy
     from leap.envs import EnvError, UnknownEnvironmentError
     from leap.evaluate import evaluate, results_table
     from leap.models import ModelError
-    from leap.policies import ModelOptions, build_policy
 
-    backend: dict[str, Any] = (
-        {"base_url": base_url, "api_key_env": api_key_env, "max_concurrency": batch_size}
-        if policy.startswith("openai:")
-        else {"device": device, "dtype": dtype, "batch_size": batch_size}
-    )
     try:
-        options = ModelOptions(
-            PromptSettings(style=prompt), temperature, max_new_tokens, seed, constrain_actions, backend
+        student = StudentSettings(
+            model=policy,
+            prompt=PromptSettings(style=prompt),
+            eval_temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            constrain_actions=constrain_actions,
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            base_url=base_url,
+            api_key_env=api_key_env,
         )
-        chosen = build_policy(policy, env, options)
+        chosen = build_policy(policy, env, student, seed)
         out_dir = out or Path("runs") / "eval" / _slug(f"{env}-{split}-{policy}")
         summary = evaluate(
             env, split, chosen, n=n, out_dir=out_dir, batch_size=batch_size, horizon=horizon, resume=resume
@@ -302,19 +307,22 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
 @app.command("envs")
 def envs_command() -> None:
     """List the registered environments, their splits and programmatic experts."""
-    from leap.envs import EnvError, list_envs, make_env
+    from leap.envs import EnvError, env_spec, list_envs
 
     table = Table(title="environments", title_justify="left")
-    for col in ("name", "splits (tasks)", "horizon", "experts"):
+    for col in ("name", "splits (tasks)", "horizon", "experts", "teacher %"):
         table.add_column(col)
     for name in list_envs():
+        spec = env_spec(name)
+        experts = ", ".join(sorted(spec.experts))
+        levels = ",".join(map(str, spec.teacher_levels)) if spec.teacher else "none"
         try:
-            env = make_env(name)
+            env = spec.make()
         except EnvError as exc:  # e.g. its data is not installed
-            table.add_row(name, f"[yellow]unavailable:[/yellow] {exc}", "", "")
+            table.add_row(name, f"[yellow]unavailable:[/yellow] {exc}", "", experts, levels)
             continue
         splits = ", ".join(f"{s} ({len(ids)})" for s, ids in env.splits().items())
-        table.add_row(name, splits, str(env.horizon), ", ".join(sorted(env.experts())))
+        table.add_row(name, splits, str(env.horizon), experts, levels)
         env.close()
     console.print(table)
 
@@ -350,12 +358,14 @@ def baselines_command(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/baselines"),
 ) -> None:
     """Reference rows: planner, searcher and zero-shot SmolLM2 on household, side by side."""
+    from leap.agents import StudentSettings
+    from leap.builders import build_policy
     from leap.evaluate import evaluate
-    from leap.policies import ModelOptions, build_policy
 
+    student = StudentSettings(prompt=PromptSettings(style="react"), max_new_tokens=64, batch_size=n)
     rows = []
     for spec in ("planner", "searcher", "smollm2-135m"):
-        policy = build_policy(spec, "household", ModelOptions(backend={"batch_size": n}))
+        policy = build_policy(spec, "household", student)
         summary = evaluate("household", split, policy, n=n, out_dir=out / _slug(spec), batch_size=n)
         rows.append((spec, summary))
     table = Table(title=f"household · {split} · first {n} tasks", title_justify="left")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from leap.agents import PromptSettings
-from leap.memory import MEMORY_NOTES
+from leap.agents import StudentSettings
+from leap.layout import RunLayout
+from leap.privilege import Privilege
+from leap.settings import StrictModel
+from leap.teachers.llm import Budget
 from leap.teachers.selection import CorrectionSteps
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from leap.train import TrainSettings
 
 
 class EnvSection(StrictModel):
@@ -30,57 +31,11 @@ class EnvSection(StrictModel):
     n_test: int | None = Field(default=None, ge=1)
 
 
-class PromptSection(StrictModel):
-    style: Literal["student", "react"] = "student"
-    history_steps: int = Field(default=6, ge=0)
-    earlier_actions: int = Field(default=12, ge=0)
-    max_observation_chars: int = Field(default=600, ge=0)
-    list_actions: bool = True
-    #: "single": the history as text in one user message; "turns": a chat transcript of the
-    #: agent's own replies and the observations (with a full history, prompts then extend each
-    #: other: prefix caching reuses them and training packs a whole episode into one sequence)
-    layout: Literal["single", "turns"] = "single"
-    #: a realizable note restating the agent's own history, a key of ``leap.memory.MEMORY_NOTES``
-    #: ("places": the places it has not visited yet, after each move)
-    memory: str = "none"
-
-    @field_validator("memory")
-    @classmethod
-    def _known_memory(cls, value: str) -> str:
-        if value not in MEMORY_NOTES:
-            raise ValueError(f"unknown memory note {value!r}; use one of {tuple(MEMORY_NOTES)}")
-        return value
-
-    def settings(self) -> PromptSettings:
-        return PromptSettings(
-            self.style,
-            self.history_steps,
-            self.earlier_actions,
-            self.max_observation_chars,
-            self.list_actions,
-            self.layout,
-            self.memory,
-        )
-
-
-class StudentSection(StrictModel):
-    model: str = "smollm2-135m"
-    prompt: PromptSection = PromptSection()
-    #: sampling temperature for rollouts on training tasks (the paper: 0.3)
-    temperature: float = Field(default=0.3, ge=0)
-    #: decoding for validation and test evaluation (0: greedy)
-    eval_temperature: float = Field(default=0.0, ge=0)
-    max_new_tokens: int = Field(default=256, ge=1)
-    #: decode the ACTION line as one of the step's candidate actions (constrained decoding)
-    constrain_actions: bool = False
-    batch_size: int = Field(default=32, ge=1)
-    device: str = "auto"
-    dtype: str = "auto"
-
-
 class TeacherSection(StrictModel):
     kind: Literal["programmatic", "llm", "self"] = "programmatic"
-    privilege: Literal[0, 25, 50, 75, 100] = 50
+    #: how much of the privileged state the teacher reads and what its reasons may say: one
+    #: meaning for every environment and the LLM prompts (``leap.privilege``)
+    privilege: Privilege = 50
     mode: Literal["trajectory", "step"] = "trajectory"
     #: the LLM teacher's model spec (llm kind): openai:gpt-4o, a local path, a registry name
     model: str | None = None
@@ -100,7 +55,7 @@ class DemoSection(StrictModel):
     #: "teacher" (the programmatic teacher) or the name of one of the environment's experts
     expert: str = "teacher"
     #: the programmatic teacher's privilege level for demonstrations (default: teacher.privilege)
-    privilege: Literal[0, 25, 50, 75, 100] | None = None
+    privilege: Privilege | None = None
     path: Path | None = None
     n_episodes: int = Field(default=40, ge=1)
     #: keep the demonstrations' own reasons, or label every step's reason with the teacher model
@@ -129,36 +84,6 @@ class LoopSection(StrictModel):
     init: Literal["base", "previous"] = "previous"
 
 
-class TrainSection(StrictModel):
-    rule: Literal["sft", "dpo", "kto"] = "sft"
-    lora_r: int = Field(default=64, ge=1)
-    lora_alpha: int = Field(default=128, ge=1)
-    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | str = "all-linear"
-    learning_rate: float = Field(default=3e-5, gt=0)
-    epochs: float = Field(default=1.0, gt=0)
-    #: if set, train this many optimizer steps on the shuffled aggregate instead of whole epochs
-    max_steps: int | None = Field(default=None, ge=1)
-    #: iteration 0 (behaviour cloning starts from the base model) may need more steps than the
-    #: later iterations, which continue from the previous adapter; unset: max_steps
-    bc_max_steps: int | None = Field(default=None, ge=1)
-    batch_size: int = Field(default=4, ge=1)
-    gradient_accumulation_steps: int = Field(default=1, ge=1)
-    max_length: int = Field(default=2048, ge=16)
-    beta: float = Field(default=0.01, gt=0)
-    bf16: bool | Literal["auto"] = "auto"
-    gradient_checkpointing: bool = False
-    device: str = "auto"
-
-
-class BudgetSection(StrictModel):
-    max_teacher_tokens: int | None = Field(default=None, ge=1)
-    max_cost_usd: float | None = Field(default=None, gt=0)
-    #: US dollars per million tokens, for cost accounting (gpt-4o list prices by default)
-    price_input_per_m: float = 2.5
-    price_output_per_m: float = 10.0
-
-
 class TrackingSection(StrictModel):
     """metrics.jsonl is always written; these add TensorBoard / Weights & Biases sinks."""
 
@@ -174,12 +99,12 @@ class RunConfig(StrictModel):
     output_dir: Path = Path("runs")
     seed: int = 0
     env: EnvSection = EnvSection()
-    student: StudentSection = StudentSection()
+    student: StudentSettings = StudentSettings()
     teacher: TeacherSection = TeacherSection()
     demos: DemoSection = DemoSection()
     loop: LoopSection = LoopSection()
-    train: TrainSection = TrainSection()
-    budget: BudgetSection = BudgetSection()
+    train: TrainSettings = TrainSettings()
+    budget: Budget = Budget()
     tracking: TrackingSection = TrackingSection()
 
     @field_validator("name")
@@ -192,6 +117,42 @@ class RunConfig(StrictModel):
     @property
     def run_dir(self) -> Path:
         return self.output_dir / self.name
+
+    @property
+    def layout(self) -> RunLayout:
+        """Every path of the run directory."""
+        return RunLayout(self.run_dir)
+
+    @property
+    def demo_privilege(self) -> int:
+        """The programmatic teacher's level for demonstrations (``demos.privilege``, else the
+        teacher's)."""
+        return self.demos.privilege if self.demos.privilege is not None else self.teacher.privilege
+
+    def check_environment(self) -> None:
+        """Check what the chosen environment's spec can say without building it: that it exists,
+        that its programmatic teacher has the privilege levels asked for, that the demonstrations'
+        expert is one of its experts. Raises ConfigError naming the key."""
+        from leap.envs.registry import UnknownEnvironmentError, env_spec
+
+        try:
+            spec = env_spec(self.env.name)
+        except UnknownEnvironmentError as exc:
+            raise ConfigError(f"env.name: {exc}") from None
+        checks: list[tuple[str, Callable[[], object]]] = []
+        if self.teacher.kind == "programmatic":
+            checks.append(("teacher.privilege", lambda: spec.check_teacher_level(self.teacher.privilege)))
+        if self.demos.source == "expert":
+            if self.demos.expert == "teacher":
+                key = "demos.privilege" if self.demos.privilege is not None else "teacher.privilege"
+                checks.append((key, lambda: spec.check_teacher_level(self.demo_privilege)))
+            elif self.demos.expert not in spec.experts:
+                checks.append(("demos.expert", lambda: spec.expert_class(self.demos.expert)))
+        for key, check in checks:
+            try:
+                check()
+            except ValueError as exc:
+                raise ConfigError(f"{key}: {exc}") from None
 
 
 class ConfigError(ValueError):
@@ -210,9 +171,14 @@ def _format(error: ValidationError) -> str:
 
 def parse_config(data: dict[str, Any], source: str = "config") -> RunConfig:
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_format(exc)}") from None
+    try:
+        config.check_environment()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from leap.agents import PromptSettings, format_completion, prompt_environment, prompt_sha, render_prompt
 from leap.envs.base import ActionSpace
@@ -19,10 +19,9 @@ from leap.io import atomic_write_jsonl, read_jsonl
 from leap.models.base import Message
 from leap.policy import AgentView, Turn
 from leap.rollout import Episode
+from leap.settings import UpdateRule
 
 log = logging.getLogger(__name__)
-
-UpdateRule = Literal["sft", "dpo", "kto"]
 
 
 def template_sha(settings: PromptSettings) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from leap.envs.household.world import parse_listing, type_of
+from leap.envs.alfred.text import parse_listing, type_of
 
 _ROOM = re.compile(r"you see (?P<places>.+?)\.\s*(?:\n|$)")
 _MOVE = "go to "

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from leap.builders import RunParts
 from leap.config import RunConfig
-from leap.envs.registry import env_factory
 from leap.models.registry import BUILTIN_MODELS, is_adapter_dir
 
 
@@ -21,8 +21,8 @@ class Check:
 
 def plan_rows(config: RunConfig) -> list[tuple[str, str]]:
     c, loop = config, config.loop
-    level = c.demos.privilege if c.demos.privilege is not None else c.teacher.privilege
-    expert = f"programmatic teacher at {level} %" if c.demos.expert == "teacher" else c.demos.expert
+    teacher_demo = c.demos.expert == "teacher"
+    expert = f"programmatic teacher at {c.demo_privilege} %" if teacher_demo else c.demos.expert
     source = str(c.demos.path) if c.demos.source == "file" else f"the {expert} on {c.env.train_split}"
     demo = f"{c.demos.n_episodes} episodes of {source}"
     teacher = {
@@ -32,7 +32,7 @@ def plan_rows(config: RunConfig) -> list[tuple[str, str]]:
     }[c.teacher.kind]
     steps = f"{c.train.max_steps} steps" if c.train.max_steps else f"{c.train.epochs:g} epoch(s)"
     if c.train.bc_max_steps:
-        steps += f" ({c.train.bc_max_steps} for BC)"
+        steps += f" ({c.train.for_iteration(0).max_steps} for BC)"
     rows = [
         ("run directory", str(config.run_dir)),
         ("environment", f"{c.env.name} (horizon {c.env.horizon or 'default'})"),
@@ -103,21 +103,21 @@ def _check_server(spec: str, base_url: str | None, api_key_env: str) -> Check:
 
 def run_checks(config: RunConfig) -> list[Check]:
     checks: list[Check] = []
+    parts = RunParts(config, config.layout)
     try:
-        env = env_factory(config.env.name)(**config.env.options)
+        env = parts.make_env()
         sizes = {
             s: len(env.task_ids(s))
             for s in (config.env.train_split, config.env.valid_split, config.env.test_split)
         }
         checks.append(Check("environment", True, ", ".join(f"{s}: {n} tasks" for s, n in sizes.items())))
-        if (
-            config.teacher.kind == "programmatic"
-            and type(env).programmatic_teacher(config.teacher.privilege) is None
-        ):
-            checks.append(Check("teacher", False, f"{config.env.name} has no programmatic teacher"))
         env.close()
     except Exception as exc:  # any failure to build the environment is what a dry run reports
         checks.append(Check("environment", False, f"{type(exc).__name__}: {exc}"))
+    if config.teacher.kind == "programmatic":
+        teacher = parts.teacher(1)
+        levels = ", ".join(map(str, parts.env.teacher_levels))
+        checks.append(Check("teacher", True, f"{teacher.name} (programmatic; levels {levels})"))
     checks.append(_check_model("student model", config.student.model))
     if config.teacher.kind == "llm" or config.demos.reasons == "llm":
         spec = config.teacher.model

@@ -29,6 +29,7 @@ from pydantic import Field
 
 from leap.config import ConfigError, RunConfig, StrictModel, load_config
 from leap.io import append_jsonl, atomic_write_json, read_jsonl
+from leap.layout import RunLayout, SweepLayout, rollout_done
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +81,9 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[SweepRun]]:
 def bc_signature(config: RunConfig) -> str:
     """Everything iteration 0 depends on; runs with equal signatures train the same BC model."""
     c = config
-    demos = c.demos.model_dump(mode="json")
-    if demos["privilege"] is None:
-        demos["privilege"] = c.teacher.privilege
-    train = c.train.model_dump(mode="json", exclude={"rule"})
-    if train["bc_max_steps"] is not None:
-        train.pop("max_steps")
+    demos = {**c.demos.model_dump(mode="json"), "privilege": c.demo_privilege}
+    # exactly what iteration 0 trains with (BC is always SFT, on its own step budget)
+    train = c.train.for_iteration(0).model_dump(mode="json", exclude={"rule", "bc_max_steps"})
     signature: dict[str, Any] = {
         "seed": c.seed,
         "env": c.env.model_dump(mode="json"),
@@ -98,28 +96,16 @@ def bc_signature(config: RunConfig) -> str:
     return json.dumps(signature, sort_keys=True)
 
 
-def _bc_done(run_dir: Path) -> bool:
-    i0 = run_dir / "iter_0"
-    return all(
-        p.exists()
-        for p in (
-            i0 / "samples.jsonl",
-            i0 / "adapter" / "adapter_config.json",
-            i0 / "eval_valid" / "summary.json",
-        )
-    )
-
-
 def share_bc(source: Path, target: Path) -> None:
     """Copy a finished iteration 0 (and its test, if any) with its metric rows into ``target``."""
+    src, dst = RunLayout(source), RunLayout(target)
     target.mkdir(parents=True, exist_ok=True)
-    test = source / "final" / "test_iter_0"
-    if (test / "summary.json").exists() and not (target / "final" / "test_iter_0").exists():
-        _copy_dir(test, target / "final" / "test_iter_0")
-    for row in read_jsonl(source / "metrics.jsonl"):
+    if rollout_done(src.test(0)) and not dst.test(0).exists():
+        _copy_dir(src.test(0), dst.test(0))
+    for row in read_jsonl(src.metrics):
         if row.get("iteration") == 0:
-            append_jsonl(target / "metrics.jsonl", {**row, "shared_from": source.name})
-    _copy_dir(source / "iter_0", target / "iter_0")  # last: its presence means the copy is whole
+            append_jsonl(dst.metrics, {**row, "shared_from": source.name})
+    _copy_dir(src.iteration(0), dst.iteration(0))  # last: its presence means the copy is whole
 
 
 def _copy_dir(source: Path, target: Path) -> None:
@@ -141,7 +127,7 @@ def run_sweep(
     directory = sweep.output_dir / sweep.name
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
-        directory / "sweep.json",
+        SweepLayout(directory).manifest,
         {
             "name": sweep.name,
             "base": str(sweep.base),
@@ -155,12 +141,12 @@ def run_sweep(
         target = r.config.run_dir
         signature = bc_signature(r.config)
         source = trained_bc.get(signature)
-        if source is not None and not (target / "iter_0").exists():
+        if source is not None and not r.config.layout.iteration(0).exists():
             log.info("%s: sharing behaviour cloning with %s", r.name, source.name)
             share_bc(source, target)
         if on_run is not None:
             on_run(i, len(runs), r)
         run(r.config)
-        if _bc_done(target):
+        if r.config.layout.bc_done():
             trained_bc.setdefault(signature, target)
     return directory

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from leap.io import append_jsonl
+from leap.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class Tracker:
         name: str = "run",
         config: dict[str, Any] | None = None,
     ) -> None:
-        self.path = run_dir / "metrics.jsonl"
+        self.path = RunLayout(run_dir).metrics
         self.sinks: list[_Sink] = []
         if tensorboard:
             self.sinks.append(_TensorBoardSink(run_dir / "tensorboard"))

@@ -6,40 +6,53 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
 from leap.io import atomic_write_json
+from leap.settings import StrictModel, UpdateRule
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainSettings:
-    """Trainer settings; defaults follow the paper where it gives them (LoRA r 64, alpha 128,
-    dropout 0.05, cosine schedule, one epoch; DPO/KTO beta 0.01)."""
+class TrainSettings(StrictModel):
+    """Trainer settings (``train`` in a run config); defaults follow the paper where it gives them
+    (LoRA r 64, alpha 128, dropout 0.05, cosine schedule, one epoch; DPO/KTO beta 0.01)."""
 
-    rule: Literal["sft", "dpo", "kto"] = "sft"
-    lora_r: int = 64
-    lora_alpha: int = 128
-    lora_dropout: float = 0.05
+    #: the update rule of LEAP iterations (behaviour cloning is always SFT)
+    rule: UpdateRule = "sft"
+    lora_r: int = Field(default=64, ge=1)
+    lora_alpha: int = Field(default=128, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] | str = "all-linear"
-    learning_rate: float = 3e-5
-    epochs: float = 1.0
-    #: if set, this many optimizer steps on the shuffled data instead of whole epochs
-    max_steps: int | None = None
-    batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    max_length: int = 2048
-    warmup_ratio: float = 0.03
-    beta: float = 0.01
+    learning_rate: float = Field(default=3e-5, gt=0)
+    epochs: float = Field(default=1.0, gt=0)
+    #: if set, train this many optimizer steps on the shuffled aggregate instead of whole epochs
+    max_steps: int | None = Field(default=None, ge=1)
+    #: iteration 0 (behaviour cloning starts from the base model) may need more steps than the
+    #: later iterations, which continue from the previous adapter; unset: max_steps
+    bc_max_steps: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    max_length: int = Field(default=2048, ge=16)
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    beta: float = Field(default=0.01, gt=0)
     #: "auto": bf16 where the hardware has it (GPU or a CPU with bf16 instructions)
     bf16: bool | Literal["auto"] = "auto"
     gradient_checkpointing: bool = False
     device: str = "auto"
-    seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: further TRL trainer arguments, passed as they are
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def for_iteration(self, k: int) -> TrainSettings:
+        """The settings iteration ``k`` trains with: behaviour cloning (k = 0) is SFT, on its
+        own step budget where ``bc_max_steps`` is set."""
+        if k > 0:
+            return self
+        steps = self.bc_max_steps or self.max_steps
+        return self.model_copy(update={"rule": "sft", "max_steps": steps})
 
 
 #: update rule -> (TRL config class, TRL trainer class)
@@ -96,6 +109,7 @@ def train_adapter(
     settings: TrainSettings,
     *,
     init_adapter: Path | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Train a LoRA adapter on ``data_file`` and save it to ``out_dir`` (atomically).
 
@@ -152,7 +166,7 @@ def train_adapter(
         bf16=_use_bf16(settings, device),
         gradient_checkpointing=settings.gradient_checkpointing,
         max_length=settings.max_length,
-        seed=settings.seed,
+        seed=seed,
         max_steps=settings.max_steps or -1,
         dataloader_num_workers=0,
         disable_tqdm=False,

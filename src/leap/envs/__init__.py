@@ -12,16 +12,20 @@ from leap.envs.base import (
     UnknownTaskError,
 )
 from leap.envs.registry import (
+    EnvSpec,
     UnknownEnvironmentError,
     env_factory,
+    env_spec,
     list_envs,
     make_env,
+    register,
     register_env,
 )
 
 __all__ = [
     "ActionSpace",
     "EnvError",
+    "EnvSpec",
     "Environment",
     "FreeFormRule",
     "PrivilegedState",
@@ -31,7 +35,9 @@ __all__ = [
     "UnknownSplitError",
     "UnknownTaskError",
     "env_factory",
+    "env_spec",
     "list_envs",
     "make_env",
+    "register",
     "register_env",
 ]

@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from leap.policy import Policy
-
-
-#: the privilege levels of the paper's teacher prompts (share of the privileged state used), in %
-PRIVILEGE_LEVELS = (0, 25, 50, 75, 100)
+from leap.privilege import visible_text
 
 
 class EnvError(Exception):
@@ -124,12 +119,19 @@ class PrivilegedState:
     """Facts about the current task that the student never sees.
 
     ``text`` is rendered into teacher prompts; ``data`` is the same content in structured form for
-    programmatic teachers; ``secrets`` are what the leakage audit looks for in teacher reasons.
+    programmatic teachers; ``secrets`` are what the leakage audit looks for in teacher reasons;
+    ``summary`` is the part a teacher at privilege 25 reads: the task's requirements, without
+    hidden locations, answers or plans (see ``leap.privilege``).
     """
 
     text: str
     data: dict[str, Any]
     secrets: tuple[Secret, ...] = ()
+    summary: str = ""
+
+    def visible_at(self, level: int) -> str:
+        """The text a teacher at privilege ``level`` reads."""
+        return visible_text(self, level)
 
 
 class Environment(ABC):
@@ -192,15 +194,3 @@ class Environment(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (processes, temporary directories)."""
-
-    # -- programmatic policies ----------------------------------------------------------------
-    @classmethod
-    def experts(cls) -> dict[str, Callable[[], Policy]]:
-        """Programmatic policies shipped with the environment, by name (e.g. planner, searcher)."""
-        return {}
-
-    @classmethod
-    def programmatic_teacher(cls, privilege: int) -> Policy | None:
-        """A privileged policy whose decisions are corrections at the given privilege level
-        (0, 25, 50, 75, 100), with templated reasons; None if the environment has none."""
-        return None

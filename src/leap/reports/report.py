@@ -18,6 +18,7 @@ import jinja2
 import markdown
 
 from leap.io import atomic_write_text
+from leap.layout import RunLayout, SweepLayout
 from leap.reports import plots
 from leap.reports.rundata import NotARunError, RunData
 from leap.reports.tables import Table, pct, teacher_table, test_table, training_table, validation_table
@@ -59,7 +60,7 @@ def _write(
     md_text = env.get_template("report.md.j2").render(
         title=title, facts=facts, tables=tables, figures=relative
     )
-    md_path, html_path = directory / "report.md", directory / "report.html"
+    md_path, html_path = directory / "report.md", directory / "report.html"  # a run or a sweep
     atomic_write_text(md_path, md_text)
     body = markdown.markdown(md_text, extensions=["tables"])
 
@@ -105,7 +106,7 @@ def _run_facts(run: RunData) -> list[tuple[str, str]]:
 
 def build_run_report(run_dir: str | Path) -> ReportFiles:
     run = RunData.load(run_dir)
-    out = run.dir / "plots"
+    out = RunLayout(run.dir).plots
     figures = [
         (
             "Success % against iteration",
@@ -143,8 +144,8 @@ def _sweep_row(run: RunData, overrides: dict[str, Any]) -> list[str]:
 
 
 def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
-    sweep_dir = Path(sweep_dir)
-    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    sweep = SweepLayout(Path(sweep_dir))
+    manifest = json.loads(sweep.manifest.read_text())
     keys = list(manifest["grid"])
     table = Table(
         f"Sweep {manifest['name']}: one run per grid point",
@@ -165,7 +166,7 @@ def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
     runs: list[RunData] = []
     for entry in manifest["runs"]:
         try:
-            run = RunData.load(sweep_dir / entry["name"])
+            run = RunData.load(sweep.run(entry["name"]).root)
         except NotARunError:
             table.rows.append(
                 [entry["name"], *(value_text(entry["overrides"][k]) for k in keys), *[""] * 7, "not started"]
@@ -181,7 +182,7 @@ def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
     figures = [
         (
             "Test success % per run",
-            plots.sweep_bars(labels, series, f"sweep {manifest['name']}", sweep_dir / "plots" / "sweep.png"),
+            plots.sweep_bars(labels, series, f"sweep {manifest['name']}", sweep.plots / "sweep.png"),
         )
     ]
     facts = [
@@ -189,12 +190,12 @@ def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
         ("grid", ", ".join(f"{k} = {manifest['grid'][k]}" for k in keys)),
         ("runs", f"{len(runs)} of {len(manifest['runs'])} started"),
     ]
-    return _write(sweep_dir, f"LEAP sweep · {manifest['name']}", facts, [table], figures)
+    return _write(sweep.root, f"LEAP sweep · {manifest['name']}", facts, [table], figures)
 
 
 def build_report(path: str | Path) -> ReportFiles:
     """The report of a run directory, or the comparison of a sweep directory."""
     path = Path(path)
-    if (path / "sweep.json").is_file():
+    if SweepLayout(path).manifest.is_file():
         return build_sweep_report(path)
     return build_run_report(path)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from leap.io import read_jsonl
+from leap.layout import RunLayout
 
 
 class NotARunError(FileNotFoundError):
@@ -29,16 +30,14 @@ class RunData:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunData:
-        run_dir = Path(run_dir)
-        metrics = run_dir / "metrics.jsonl"
-        if not metrics.is_file():
+        layout = RunLayout(Path(run_dir))
+        if not layout.metrics.is_file():
             raise NotARunError(f"{run_dir}: no metrics.jsonl here; is it a `leap run` directory?")
-        config_path, summary_path = run_dir / "config.yaml", run_dir / "summary.json"
         return cls(
-            dir=run_dir,
-            config=yaml.safe_load(config_path.read_text()) if config_path.is_file() else {},
-            rows=list(read_jsonl(metrics)),
-            summary=json.loads(summary_path.read_text()) if summary_path.is_file() else None,
+            dir=layout.root,
+            config=yaml.safe_load(layout.config.read_text()) if layout.config.is_file() else {},
+            rows=list(read_jsonl(layout.metrics)),
+            summary=json.loads(layout.summary.read_text()) if layout.summary.is_file() else None,
         )
 
     @property

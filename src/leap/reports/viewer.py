@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from leap.io import atomic_write_text, read_jsonl
+from leap.layout import RunLayout
 from leap.reports.rundata import RunData
 
 #: episodes per data chunk
@@ -35,34 +36,24 @@ class EpisodeSource:
 
 
 def episode_sources(run_dir: Path) -> list[EpisodeSource]:
+    run = RunLayout(run_dir)
     sources = []
-    demos = run_dir / "iter_0" / "demos" / "episodes.jsonl"
-    if demos.is_file():
-        sources.append(EpisodeSource("demo", 0, demos))
-    iterations = sorted(
-        int(p.name.removeprefix("iter_")) for p in run_dir.glob("iter_*") if p.name[5:].isdigit()
-    )
-    for k in iterations:
-        d = run_dir / f"iter_{k}"
-        if (d / "rollout" / "episodes.jsonl").is_file():
-            corrections = d / "corrections.jsonl"
-            sources.append(
-                EpisodeSource(
-                    "rollout",
-                    k,
-                    d / "rollout" / "episodes.jsonl",
-                    corrections if corrections.is_file() else None,
-                )
-            )
-        if (d / "eval_valid" / "episodes.jsonl").is_file():
-            sources.append(EpisodeSource("valid", k, d / "eval_valid" / "episodes.jsonl"))
-    for path in sorted((run_dir / "final").glob("test_iter_*/episodes.jsonl")):
-        k = int(path.parent.name.removeprefix("test_iter_"))
-        sources.append(EpisodeSource("test", k, path))
-    for path in sorted((run_dir / "final").glob("reference_*/episodes.jsonl")):
-        sources.append(
-            EpisodeSource("reference", None, path, label=path.parent.name.removeprefix("reference_"))
-        )
+    if (run.demos / "episodes.jsonl").is_file():
+        sources.append(EpisodeSource("demo", 0, run.demos / "episodes.jsonl"))
+    for k in run.iterations():
+        rollout = run.rollout(k) / "episodes.jsonl"
+        if rollout.is_file():
+            corrections = run.corrections(k)
+            found = corrections if corrections.is_file() else None
+            sources.append(EpisodeSource("rollout", k, rollout, found))
+        if (run.valid(k) / "episodes.jsonl").is_file():
+            sources.append(EpisodeSource("valid", k, run.valid(k) / "episodes.jsonl"))
+    for k, directory in run.tests().items():
+        if (directory / "episodes.jsonl").is_file():
+            sources.append(EpisodeSource("test", k, directory / "episodes.jsonl"))
+    for name, directory in run.references().items():
+        if (directory / "episodes.jsonl").is_file():
+            sources.append(EpisodeSource("reference", None, directory / "episodes.jsonl", label=name))
     return sources
 
 
@@ -122,7 +113,7 @@ def _script(call: str, *arguments: Any) -> str:
 def build_viewer(run_dir: str | Path) -> Path:
     """Write ``RUN/viewer/`` and return the path of its index.html."""
     run = RunData.load(run_dir)
-    out = run.dir / "viewer"
+    out = RunLayout(run.dir).viewer
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     for stale in data.glob("chunk_*.js"):

@@ -58,3 +58,41 @@ class Teacher(ABC):
         self, episodes: Sequence[Episode], make_env: Callable[[], Environment]
     ) -> list[EpisodeCorrection]:
         """Corrections for each episode, in order. Never raises on a bad reply: it rejects."""
+
+    # -- accounting ------------------------------------------------------------------------------
+    def usage(self) -> dict[str, int]:
+        """What the teacher has paid for so far (tokens, requests); empty for a free teacher."""
+        return {}
+
+    def cost_usd(self, usage: dict[str, int]) -> float:
+        """The price of ``usage``."""
+        return 0.0
+
+    @property
+    def cache_hits(self) -> int:
+        """Requests answered from the on-disk cache (paid for in an earlier, killed run)."""
+        return 0
+
+    def report(
+        self, corrections: Sequence[EpisodeCorrection], usage_before: dict[str, int]
+    ) -> dict[str, Any]:
+        """What ``correct`` produced and cost since ``usage_before`` (a ``usage()`` snapshot)."""
+        rejections: Counter[str] = Counter()
+        for c in corrections:
+            rejections.update(c.rejections)
+        accepted = [s for c in corrections for s in c.steps]
+        leaked = sum(bool(s.leaks) for s in accepted)
+        now = self.usage()
+        spent = {key: now[key] - usage_before.get(key, 0) for key in now}
+        return {
+            "teacher": self.name,
+            "episodes_corrected": len(corrections),
+            "steps_accepted": len(accepted),
+            "steps_rejected": sum(rejections.values()),
+            "rejections": dict(rejections),
+            "leaked_steps": leaked,
+            "leakage_rate": leaked / len(accepted) if accepted else 0.0,
+            "usage": spent,
+            "cache_hits": self.cache_hits,
+            "cost_usd": self.cost_usd(spent),
+        }

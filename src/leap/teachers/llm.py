@@ -12,11 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import Field
+
 from leap.agents import PromptSettings, prompt_environment, step_context
-from leap.envs.base import PRIVILEGE_LEVELS, Environment
+from leap.envs.base import Environment
 from leap.models.base import ChatModel, Conversation, Generation
 from leap.policy import AgentView
+from leap.privilege import check_level
 from leap.rollout import Episode
+from leap.settings import StrictModel
 from leap.teachers.base import EpisodeCorrection, StepCorrection, Teacher
 from leap.teachers.leakage import audit
 from leap.teachers.replay import ReplayMismatch, privileged_text, replay
@@ -29,21 +33,22 @@ class BudgetExceeded(RuntimeError):
     """The run's teacher budget is spent; the loop stops cleanly."""
 
 
-@dataclass
-class Budget:
-    """Caps on teacher spending. Prices are US dollars per million tokens."""
+class Budget(StrictModel):
+    """Caps on teacher spending (``budget`` in a run config). Prices are US dollars per million
+    tokens (gpt-4o list prices by default), for cost accounting."""
 
-    max_tokens: int | None = None
-    max_cost_usd: float | None = None
-    price_input_per_m: float = 0.0
-    price_output_per_m: float = 0.0
+    max_teacher_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    price_input_per_m: float = Field(default=2.5, ge=0)
+    price_output_per_m: float = Field(default=10.0, ge=0)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.price_input_per_m + completion_tokens * self.price_output_per_m) / 1e6
 
     def check(self, prompt_tokens: int, completion_tokens: int) -> None:
-        if self.max_tokens is not None and prompt_tokens + completion_tokens >= self.max_tokens:
-            raise BudgetExceeded(f"teacher token budget of {self.max_tokens} reached")
+        cap = self.max_teacher_tokens
+        if cap is not None and prompt_tokens + completion_tokens >= cap:
+            raise BudgetExceeded(f"teacher token budget of {cap} reached")
         if self.max_cost_usd is not None and self.cost(prompt_tokens, completion_tokens) >= self.max_cost_usd:
             raise BudgetExceeded(f"teacher cost budget of ${self.max_cost_usd:.2f} reached")
 
@@ -75,8 +80,7 @@ class LLMTeacher(Teacher):
         budget: Budget | None = None,
         name: str | None = None,
     ) -> None:
-        if privilege not in PRIVILEGE_LEVELS:
-            raise ValueError(f"privilege must be one of {PRIVILEGE_LEVELS}, not {privilege!r}")
+        check_level(privilege, who="the LLM teacher")
         if mode not in ("trajectory", "step"):
             raise ValueError(f"teacher mode must be trajectory or step, not {mode!r}")
         self.model, self.mode, self.privilege = model, mode, privilege
@@ -108,7 +112,7 @@ class LLMTeacher(Teacher):
                     "free_form": space.free_form.description if space.free_form else "",
                 }
             )
-        privileged = views[0].privileged.text if views and views[0].privileged else ""
+        privileged = views[0].privileged.visible_at(self.privilege) if views and views[0].privileged else ""
         user = (
             prompt_environment()
             .get_template("teacher/trajectory.j2")
@@ -132,11 +136,22 @@ class LLMTeacher(Teacher):
             .render(
                 **context,
                 privilege=self.privilege,
-                privileged=view.privileged.text if view.privileged else "",
+                privileged=view.privileged.visible_at(self.privilege) if view.privileged else "",
                 student_reply=episode.steps[len(view.history)].raw.strip(),
             )
         )
         return [self._system(), {"role": "user", "content": user.strip()}]
+
+    # -- accounting ------------------------------------------------------------------------------
+    def usage(self) -> dict[str, int]:
+        return self.model.usage.to_dict()
+
+    def cost_usd(self, usage: dict[str, int]) -> float:
+        return self.budget.cost(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+
+    @property
+    def cache_hits(self) -> int:
+        return getattr(self.model, "hits", 0)
 
     # -- protocol --------------------------------------------------------------------------------
     def correct(
@@ -165,7 +180,7 @@ class LLMTeacher(Teacher):
                 views = []
             if len(views) < len(episode.steps):
                 results[i].rejections["replay_mismatch"] += len(episode.steps) - len(views)
-            results[i].privileged = privileged_text(views)
+            results[i].privileged = privileged_text(views, self.privilege)
             all_views.append(views)
             if not views:
                 continue

@@ -40,7 +40,7 @@ class ProgrammaticTeacher(Teacher):
                     continue
                 if len(views) < len(episode.steps):
                     result.rejections["replay_mismatch"] += len(episode.steps) - len(views)
-                result.privileged = privileged_text(views)
+                result.privileged = privileged_text(views, getattr(self.policy, "privilege", 100))
                 for view, decision in zip(views, self.policy.act(views), strict=True):
                     t = len(view.history)
                     checked = validate_step(

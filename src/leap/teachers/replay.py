@@ -49,6 +49,7 @@ def replay(env: Environment, episode: Episode) -> list[AgentView]:
     return views
 
 
-def privileged_text(views: list[AgentView]) -> str:
-    """The privileged state at the start of a replayed episode, as the teacher read it."""
-    return views[0].privileged.text if views and views[0].privileged is not None else ""
+def privileged_text(views: list[AgentView], privilege: int = 100) -> str:
+    """The privileged state at the start of a replayed episode, as a teacher at ``privilege``
+    read it."""
+    return views[0].privileged.visible_at(privilege) if views and views[0].privileged is not None else ""

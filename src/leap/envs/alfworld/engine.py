@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from leap.envs.household.catalog import APPLIANCE, Transform
+from leap.envs.alfred.catalog import APPLIANCE, Transform
 
 #: the transformation each alfworld task type asks for
 TRANSFORMS: dict[str, Transform] = {

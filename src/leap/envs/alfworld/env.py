@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from leap.envs.alfworld.games import SPLITS, GameInfo, load_split, resolve_games_root
+from leap.envs.alfworld.privileged import alfworld_state
+from leap.envs.alfworld.tasks import SPLITS, GameInfo, load_split, resolve_games_root
 from leap.envs.alfworld.workers import GameWorker, pool
 from leap.envs.base import ActionSpace, EnvError, Environment, PrivilegedState, StepResult, UnknownTaskError
-from leap.envs.household.privileged import describe_state
-from leap.envs.registry import register_env
-
-if TYPE_CHECKING:
-    from leap.policy import Policy
 
 
 def _shuffled(task_id: str) -> str:
@@ -120,7 +116,7 @@ class AlfworldEnv(Environment):
     def privileged_state(self, plan: bool = True) -> PrivilegedState:
         if self._worker is None or self._last is None:
             raise RuntimeError("alfworld: call reset(task_id) first")
-        return describe_state(self._worker.call("privileged", self._handle, plan))
+        return alfworld_state(self._worker.call("privileged", self._handle, plan))
 
     def worker_stats(self) -> dict[str, int]:
         """Counters of this instance's worker: loads, prepared_hits, reused, prepared, games."""
@@ -130,22 +126,3 @@ class AlfworldEnv(Environment):
         if self._worker is not None:
             self._worker.tell("drop", self._handle)
         self._last = None
-
-    # -- programmatic policies -------------------------------------------------------------------
-    @classmethod
-    def experts(cls) -> dict[str, Callable[[], Policy]]:
-        from leap.envs.alfworld.experts import HandcodedExpertPolicy
-        from leap.envs.household.experts import PlannerPolicy, SearcherPolicy
-
-        return {"planner": PlannerPolicy, "handcoded": HandcodedExpertPolicy, "searcher": SearcherPolicy}
-
-    @classmethod
-    def programmatic_teacher(cls, privilege: int) -> Policy:
-        from leap.envs.household.teacher import HouseholdTeacherPolicy
-
-        return HouseholdTeacherPolicy(privilege)
-
-
-@register_env("alfworld")
-def make_alfworld(**kwargs: object) -> AlfworldEnv:
-    return AlfworldEnv(**kwargs)  # type: ignore[arg-type]

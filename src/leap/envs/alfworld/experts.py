@@ -1,14 +1,15 @@
-"""ALFWorld's experts: alfworld's handcoded expert, with realizable reasons, for demonstrations.
-
-The planner (TextWorld's optimal policy commands) is the household ``PlannerPolicy``: it follows
-``privileged.data["plan"]``, which both environments fill the same way.
-"""
+"""ALFWorld's experts: alfworld's handcoded expert, with realizable reasons, for demonstrations;
+the shared ALFRED planner (it follows TextWorld's optimal commands in ``privileged.data["plan"]``)
+and searcher."""
 
 from __future__ import annotations
 
-from leap.envs.household.teacher import knowledge_of, realizable_reason
-from leap.envs.household.world import parse_task_text
+from leap.envs.alfred.experts import PlannerPolicy, SearcherPolicy
+from leap.envs.alfred.teacher import knowledge_of, realizable_reason
+from leap.envs.alfred.text import parse_task_text
 from leap.policy import AgentView, Decision, Policy
+
+__all__ = ["HandcodedExpertPolicy", "PlannerPolicy", "SearcherPolicy"]
 
 
 class HandcodedExpertPolicy(Policy):

@@ -1,5 +1,11 @@
-"""The embedded household world (ALFWorld-like, offline, procedurally generated)."""
+"""The embedded household world (ALFWorld-like, offline, procedurally generated).
 
-from leap.envs.household.env import HouseholdEnv, make_household
+Modules: ``tasks`` (task ids and splits), ``env`` (the environment), ``world`` and ``planner``
+(its rules and optimal plans), ``privileged`` (the privileged state), ``experts`` (planner,
+searcher) and ``teacher`` (the programmatic teacher); the ALFRED-style text, priors, searcher and
+realizable reasons it shares with ALFWorld are in ``leap.envs.alfred``.
+"""
 
-__all__ = ["HouseholdEnv", "make_household"]
+from leap.envs.household.env import HouseholdEnv
+
+__all__ = ["HouseholdEnv"]

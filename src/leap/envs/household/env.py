@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from leap.envs.base import ActionSpace, Environment, PrivilegedState, StepResult
-from leap.envs.household.catalog import APPLIANCE
-from leap.envs.household.planner import optimal_plan
-from leap.envs.household.privileged import describe_state
+from leap.envs.household.privileged import household_state
 from leap.envs.household.tasks import (
     DEFAULT_SPLIT_SIZES,
     generate_world,
     parse_task_id,
     split_task_ids,
 )
-from leap.envs.household.world import World, type_of
-from leap.envs.registry import register_env
-
-if TYPE_CHECKING:
-    from leap.policy import Policy
+from leap.envs.household.world import World
 
 
 class HouseholdEnv(Environment):
@@ -74,52 +67,4 @@ class HouseholdEnv(Environment):
         return ActionSpace(choices=tuple(self.world.commands()))
 
     def privileged_state(self, plan: bool = True) -> PrivilegedState:
-        world = self.world
-        goal, s = world.layout.goal, world.state
-        objects = []
-        for name in sorted(o for o in [*s.where, s.holding] if o and type_of(o) == goal.object_type):
-            at = "in your hand" if name == s.holding else s.where[name]
-            closed = at in world.layout.receptacles and world.layout.openable(at) and at not in s.opened
-            objects.append(
-                {"name": name, "location": at, "closed": closed, "state": sorted(s.flags.get(name, ()))}
-            )
-        involved: dict[str, str] = {}
-        if goal.transform:
-            for r in world.layout.receptacles:
-                if type_of(r) == APPLIANCE[goal.transform]:
-                    involved[r] = f"to {goal.transform}"
-        if goal.target_type:
-            for r in world.layout.receptacles:
-                if type_of(r) == goal.target_type:
-                    involved[r] = "target"
-        for lamp, at in world.layout.lamps.items():
-            if goal.task_type == "look":
-                involved[at] = f"holds {lamp}"
-        plan = optimal_plan(world)
-        data = {
-            "task": world.layout.task_text,
-            "task_type": goal.task_type,
-            "object_type": goal.object_type,
-            "target_type": goal.target_type,
-            "objects": objects,
-            "receptacles": involved,
-            "plan": plan,
-        }
-        return describe_state(data)
-
-    @classmethod
-    def experts(cls) -> dict[str, Callable[[], Policy]]:
-        from leap.envs.household.experts import PlannerPolicy, SearcherPolicy
-
-        return {"planner": PlannerPolicy, "searcher": SearcherPolicy}
-
-    @classmethod
-    def programmatic_teacher(cls, privilege: int) -> Policy:
-        from leap.envs.household.teacher import HouseholdTeacherPolicy
-
-        return HouseholdTeacherPolicy(privilege)
-
-
-@register_env("household")
-def make_household(**kwargs: object) -> HouseholdEnv:
-    return HouseholdEnv(**kwargs)  # type: ignore[arg-type]
+        return household_state(self.world)

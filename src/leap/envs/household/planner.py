@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from itertools import permutations, product
 
-from leap.envs.household.catalog import APPLIANCE
-from leap.envs.household.world import World, type_of
+from leap.envs.alfred.catalog import APPLIANCE
+from leap.envs.alfred.text import type_of
+from leap.envs.household.world import World
 
 Op = tuple[str, ...]
 

@@ -1,48 +1,49 @@
-"""The privileged state of a household task (embedded world or ALFWorld) as text and secrets.
+"""The privileged state of a household episode, read from the world's true state.
 
-Both environments describe a task the same way, in ``data``: the task text and type, the object
-type to find, the essential objects with their true locations, the receptacles involved and the
-optimal remaining actions. The text goes into teacher prompts; the secrets feed the leakage audit.
+The fields are those every ALFRED-style world fills (``leap.envs.alfred.privileged``): the task,
+the essential objects with their true locations, the receptacles involved and the optimal
+remaining actions from the planner.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-from leap.envs.base import PrivilegedState, Secret
-
-
-def _plan_text(plan: list[str] | None) -> str:
-    if plan is None:
-        return "(not computed)"
-    return " > ".join(plan) if plan else "none (goal reached)"
+from leap.envs.alfred.catalog import APPLIANCE
+from leap.envs.alfred.privileged import describe_state
+from leap.envs.alfred.text import type_of
+from leap.envs.base import PrivilegedState
+from leap.envs.household.planner import optimal_plan
+from leap.envs.household.world import World
 
 
-def describe_state(data: dict[str, Any]) -> PrivilegedState:
-    objects, involved, plan = data["objects"], data["receptacles"], data["plan"]
-    where = "; ".join(
-        f"{o['name']}: {o['location']}{' (closed)' if o['closed'] else ''}"
-        + (f" [{', '.join(o['state'])}]" if o["state"] else "")
-        for o in objects
-    )
-    text = (
-        f"Task: {data['task']}\n"
-        f"Essential objects: {where or 'none'}\n"
-        f"Receptacles involved: {'; '.join(f'{r} ({why})' for r, why in involved.items()) or 'none'}\n"
-        f"Optimal remaining actions: {_plan_text(plan)}"
-    )
-    secrets = []
-    for o in objects:
-        if o["location"] in ("in your hand", "unknown"):
-            continue
-        name, at = re.escape(o["name"]), re.escape(o["location"])
-        secrets.append(Secret(rf"\b{name}\b", evidence=o["name"], label=f"{o['name']} (object id)"))
-        secrets.append(
-            Secret(
-                rf"\b{re.escape(o['name'].rsplit(' ', 1)[0])}\b[^.;]*\b{at}\b",
-                evidence=o["name"],
-                label=f"{o['name']} is at {o['location']}",
-            )
+def household_state(world: World) -> PrivilegedState:
+    goal, s = world.layout.goal, world.state
+    objects = []
+    for name in sorted(o for o in [*s.where, s.holding] if o and type_of(o) == goal.object_type):
+        at = "in your hand" if name == s.holding else s.where[name]
+        closed = at in world.layout.receptacles and world.layout.openable(at) and at not in s.opened
+        objects.append(
+            {"name": name, "location": at, "closed": closed, "state": sorted(s.flags.get(name, ()))}
         )
-    return PrivilegedState(text=text, data=data, secrets=tuple(secrets))
+    involved: dict[str, str] = {}
+    if goal.transform:
+        for r in world.layout.receptacles:
+            if type_of(r) == APPLIANCE[goal.transform]:
+                involved[r] = f"to {goal.transform}"
+    if goal.target_type:
+        for r in world.layout.receptacles:
+            if type_of(r) == goal.target_type:
+                involved[r] = "target"
+    for lamp, at in world.layout.lamps.items():
+        if goal.task_type == "look":
+            involved[at] = f"holds {lamp}"
+    return describe_state(
+        {
+            "task": world.layout.task_text,
+            "task_type": goal.task_type,
+            "object_type": goal.object_type,
+            "target_type": goal.target_type,
+            "objects": objects,
+            "receptacles": involved,
+            "plan": optimal_plan(world),
+        }
+    )

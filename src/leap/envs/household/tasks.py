@@ -13,8 +13,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
-from leap.envs.base import UnknownSplitError, UnknownTaskError
-from leap.envs.household.catalog import (
+from leap.envs.alfred.catalog import (
     APPLIANCE,
     LAMP,
     LAMP_HOLDERS,
@@ -23,7 +22,9 @@ from leap.envs.household.catalog import (
     TASK_TYPES,
     TRANSFORM_OF_TASK,
 )
-from leap.envs.household.world import Goal, Layout, State, World, task_text
+from leap.envs.alfred.text import Goal, task_text
+from leap.envs.base import UnknownSplitError, UnknownTaskError
+from leap.envs.household.world import Layout, State, World
 
 DEFAULT_SPLIT_SIZES: dict[str, int] = {"train": 2000, "valid": 200, "test_ood": 200}
 IN_DISTRIBUTION = ("train", "valid")

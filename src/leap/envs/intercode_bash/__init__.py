@@ -1,5 +1,10 @@
-"""InterCode-Bash without Docker: real NL2Bash tasks, InterCode's reward, a bubblewrap sandbox."""
+"""InterCode-Bash without Docker: real NL2Bash tasks, InterCode's reward, a bubblewrap sandbox.
 
-from leap.envs.intercode_bash.env import IntercodeBashEnv, make_intercode_bash
+Modules: ``tasks`` (the tasks and their splits), ``env`` (the environment, over ``sandbox`` and
+``reward``), ``privileged`` (the privileged state), ``experts`` (gold) and ``teacher`` (the
+programmatic teacher).
+"""
 
-__all__ = ["IntercodeBashEnv", "make_intercode_bash"]
+from leap.envs.intercode_bash.env import IntercodeBashEnv
+
+__all__ = ["IntercodeBashEnv"]

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from leap.envs.base import (
     ActionSpace,
     Environment,
     FreeFormRule,
     PrivilegedState,
-    Secret,
     StepResult,
     UnknownTaskError,
 )
+from leap.envs.intercode_bash.privileged import gold_state
 from leap.envs.intercode_bash.reward import reward
 from leap.envs.intercode_bash.sandbox import CommandResult, Limits, Sandbox, SandboxArea
 from leap.envs.intercode_bash.tasks import BashTask, load_tasks, resolve_data_dir, split_tasks
-from leap.envs.registry import register_env
-
-if TYPE_CHECKING:
-    from leap.policy import Policy
 
 COMMAND_RULE = FreeFormRule(r"[^\n]*\S[^\n]*", "one bash command on one line (or submit, or skip)")
 MAX_OBSERVATION_CHARS = 4000
@@ -170,20 +164,9 @@ class IntercodeBashEnv(Environment):
         return ActionSpace(choices=("submit", "skip"), free_form=COMMAND_RULE)
 
     def privileged_state(self, plan: bool = True) -> PrivilegedState:
-        task = self._task
-        if task is None:
+        if self._task is None:
             raise RuntimeError("intercode-bash: call reset(task_id) first")
-        output = self._gold_output.strip()
-        text = (
-            f"Gold command: {task.gold}\nIts output in a fresh file system:\n{output[:2000] or '(no output)'}"
-        )
-        secrets = [Secret(re.escape(task.gold), label="gold command")]
-        first_line = next((ln.strip() for ln in output.splitlines() if len(ln.strip()) >= 12), None)
-        if first_line:
-            secrets.append(Secret(re.escape(first_line), evidence=first_line, label="gold output"))
-        return PrivilegedState(
-            text, {"gold": task.gold, "gold_output": self._gold_output, "query": task.query}, tuple(secrets)
-        )
+        return gold_state(self._task, self._gold_output)
 
     def _release(self) -> None:
         for sandbox in (self._agent, self._gold):
@@ -193,20 +176,3 @@ class IntercodeBashEnv(Environment):
 
     def close(self) -> None:
         self._release()
-
-    @classmethod
-    def experts(cls) -> dict[str, Callable[[], Policy]]:
-        from leap.envs.intercode_bash.experts import GoldPolicy
-
-        return {"gold": GoldPolicy}
-
-    @classmethod
-    def programmatic_teacher(cls, privilege: int) -> Policy:
-        from leap.envs.intercode_bash.experts import BashTeacherPolicy
-
-        return BashTeacherPolicy(privilege)
-
-
-@register_env("intercode-bash")
-def make_intercode_bash(**kwargs: object) -> IntercodeBashEnv:
-    return IntercodeBashEnv(**kwargs)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""InterCode-Bash's programmatic policies: the gold command, and the privileged teacher."""
+"""InterCode-Bash's programmatic policy: the gold command (privileged)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shlex
 from leap.policy import AgentView, Decision, Policy
 
 
-def _ran_gold(view: AgentView, gold: str) -> bool:
+def ran_gold(view: AgentView, gold: str) -> bool:
     return any(" ".join(t.action.split()) == " ".join(gold.split()) for t in view.history)
 
 
@@ -39,41 +39,8 @@ class GoldPolicy(Policy):
         for view in views:
             assert view.privileged is not None, "gold: the rollout did not pass the privileged state"
             gold = view.privileged.data["gold"]
-            if _ran_gold(view, gold):
+            if ran_gold(view, gold):
                 out.append(Decision("submit", "The command has run and its output answers the task."))
             else:
                 out.append(Decision(gold, f"I can do this with {approach(gold)}."))
-        return out
-
-
-class BashTeacherPolicy(Policy):
-    """Corrections with the gold command. At 50 % the reason names the tools and flags; at 75 % it
-    also shows the command's shape; at 100 % it quotes the gold command. Below 50 % there is no
-    programmatic way to solve a task without the gold command: use an LLM teacher there."""
-
-    privileged = True
-
-    def __init__(self, privilege: int = 50) -> None:
-        if privilege not in (50, 75, 100):
-            raise ValueError(
-                "intercode-bash's programmatic teacher works at privilege 50, 75 or 100; "
-                "use an LLM teacher (teacher.kind: llm) for lower levels"
-            )
-        self.privilege = privilege
-        self.name = f"intercode-teacher@{privilege}"
-
-    def act(self, views: list[AgentView]) -> list[Decision]:
-        out = []
-        for view in views:
-            assert view.privileged is not None
-            gold = view.privileged.data["gold"]
-            if _ran_gold(view, gold):
-                out.append(Decision("submit", "The last output answers the task, so I submit."))
-                continue
-            reason = f"I can do this with {approach(gold)}."
-            if self.privilege == 75:
-                reason += f" The command has {len(gold.split())} words."
-            elif self.privilege == 100:
-                reason = f"The right command is {gold}"
-            out.append(Decision(gold, reason))
         return out

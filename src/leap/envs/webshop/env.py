@@ -6,23 +6,18 @@ human-goal, full-catalogue WebShop numbers.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from leap.envs.base import (
     ActionSpace,
     Environment,
     FreeFormRule,
     PrivilegedState,
-    Secret,
     StepResult,
     UnknownTaskError,
 )
-from leap.envs.registry import register_env
-from leap.envs.webshop.experts import plan_from
-from leap.envs.webshop.goals import DEFAULT_SEED, Goal
+from leap.envs.webshop.privileged import shop_state
 from leap.envs.webshop.products import webshop_data_dir
 from leap.envs.webshop.reward import RewardParts, purchase_reward
 from leap.envs.webshop.site import (
@@ -34,9 +29,7 @@ from leap.envs.webshop.site import (
     render,
     transition,
 )
-
-if TYPE_CHECKING:
-    from leap.policy import Policy
+from leap.envs.webshop.tasks import DEFAULT_SEED, Goal
 
 SEARCH_RULE = FreeFormRule(
     r"search\[[^\[\]\n]*[^\s\[\]][^\[\]\n]*\]", "search[your query], on the search page"
@@ -134,49 +127,6 @@ class WebShopEnv(Environment):
 
     # -- privileged -------------------------------------------------------------------------------
     def privileged_state(self, plan: bool = True) -> PrivilegedState:
-        goal = self._goal
-        if goal is None:
+        if self._goal is None:
             raise RuntimeError("webshop: privileged_state() before reset()")
-        product = self.shop.products[goal.asin]
-        options = ", ".join(f"{g}: {v}" if g else v for g, v in goal.options) or "none"
-        limit = "none" if goal.price_upper >= 1e6 else f"{goal.price_upper:.2f} dollars"
-        text = (
-            f"Attributes wanted: {', '.join(goal.attributes)}\nOptions wanted: {options}\n"
-            f"Price limit: {limit}\nA product that satisfies all of them: {goal.asin} ({product.title})"
-        )
-        data = {
-            "asin": goal.asin,
-            "title": product.title,
-            "attributes": list(goal.attributes),
-            "options": [list(o) for o in goal.options],
-            "price_upper": goal.price_upper,
-            "plan": plan_from(self._page, goal, self.shop) if plan else None,
-        }
-        secrets = (
-            Secret(goal.asin, goal.asin, "target asin"),
-            Secret(_escaped_prefix(product.title), product.title, "target title"),
-        )
-        return PrivilegedState(text, data, secrets)
-
-    # -- programmatic policies --------------------------------------------------------------------
-    @classmethod
-    def experts(cls) -> dict[str, Callable[[], Policy]]:
-        from leap.envs.webshop.experts import PlannerPolicy, SearcherPolicy
-
-        return {"planner": PlannerPolicy, "searcher": SearcherPolicy}
-
-    @classmethod
-    def programmatic_teacher(cls, privilege: int) -> Policy | None:
-        from leap.envs.webshop.experts import ShopTeacherPolicy
-
-        return ShopTeacherPolicy(privilege)
-
-
-def _escaped_prefix(title: str) -> str:
-    """The title's first six words: how a reason would quote the product."""
-    return re.escape(" ".join(title.split()[:6]))
-
-
-@register_env("webshop")
-def make_webshop(**kwargs: object) -> WebShopEnv:
-    return WebShopEnv(**kwargs)  # type: ignore[arg-type]
+        return shop_state(self._goal, self.shop, self._page if plan else None)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz
 
-from leap.envs.webshop.goals import Goal
 from leap.envs.webshop.products import Product
+from leap.envs.webshop.tasks import Goal
 
 MATCH_THRESHOLD = 85
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from leap.envs.webshop.goals import (
+from leap.envs.webshop.products import Product, load_products
+from leap.envs.webshop.search import ProductSearch
+from leap.envs.webshop.tasks import (
     DEFAULT_SEED,
     Goal,
     human_goals,
@@ -22,8 +24,6 @@ from leap.envs.webshop.goals import (
     split_goals,
     synthetic_goals,
 )
-from leap.envs.webshop.products import Product, load_products
-from leap.envs.webshop.search import ProductSearch
 
 PAGE_SIZE = 10
 BACK = "back to search"
