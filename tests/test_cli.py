@@ -50,6 +50,9 @@ def test_eval_planner_writes_summary_and_episodes(tmp_path) -> None:
     assert len(episodes) == 24 and all(e["success"] for e in episodes)
     assert not (tmp_path / "episodes.jsonl.partial").exists()
     assert "100.0" in result.output and "pick_two" in result.output
+    # every success rate comes with its Wilson 95 % interval: 24 of 24 -> [86.2, 100.0]
+    assert summary["success_interval"][0] == pytest.approx(0.862, abs=1e-3) and summary["n_successes"] == 24
+    assert "95 % CI" in result.output and "[86.2, 100.0]" in result.output
 
 
 def test_eval_resume_keeps_finished_episodes(tmp_path) -> None:

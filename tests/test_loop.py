@@ -263,3 +263,34 @@ def test_leap_run_cli_prints_the_table(tmp_path) -> None:
     assert "best iteration" in result.output and "BC (0)" in result.output
     again = CliRunner().invoke(app, ["run", str(path)])  # everything is done: only reads
     assert again.exit_code == 0 and "BC (0)" in again.output
+
+
+def test_matched_bc_and_paired_comparisons(tmp_path) -> None:
+    """The run compares the tested LEAP iteration with BC and with a BC given the same budget
+    (samples and optimizer steps), paired on the same test tasks, and prints intervals."""
+    path = _config(tmp_path, "matched", loop={"iterations": 1, "matched_bc": True}, env={"n_test": 4})
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    config = load_config(path)
+    run, layout = config.run_dir, config.layout
+    summary = json.loads((run / "summary.json").read_text())
+    leap = summary["best_leap_iteration"]
+    assert leap == 1
+    budget = len(list(read_jsonl(layout.train_file(1, "sft"))))  # D_0 ∪ D_1
+    matched = list(read_jsonl(layout.matched_bc / "samples.jsonl"))
+    assert len(matched) == budget and {s["iteration"] for s in matched} == {0}
+    demos = {s["episode_id"] for s in read_jsonl(layout.samples(0))}
+    assert len({s["episode_id"] for s in matched}) > len(demos)
+    trained = json.loads((layout.matched_bc / "adapter" / "train_metrics.json").read_text())
+    steps = [json.loads((layout.adapter(k) / "train_metrics.json").read_text())["steps"] for k in (0, 1)]
+    assert trained["steps"] == sum(steps) and trained["init_adapter"] is None
+    tested = {e["task_id"] for e in read_jsonl(layout.matched_bc_test() / "episodes.jsonl")}
+    assert tested == {e["task_id"] for e in read_jsonl(layout.test(leap) / "episodes.jsonl")}
+    comparisons = summary["comparisons"]
+    assert set(comparisons) == {"bc", "matched_bc"}
+    for c in comparisons.values():
+        assert c["n"] == 4 and c["low"] <= c["difference"] <= c["high"]
+    assert summary["matched_bc"]["n_episodes"] == 4
+    assert "BC, matched" in result.output and "paired tasks" in result.output and "n=4" in result.output
+    report = (run / "report.md").read_text()
+    assert "BC, budget-matched" in report and "95 % CI" in report and "paired on the same tasks" in report

@@ -222,12 +222,12 @@ def test_viewer_pages_lazily_over_many_episodes(tiny_run, tmp_path) -> None:
         browser.quit()
 
 
-def _sweep_file(tmp_path: Path, grid: dict[str, list[Any]]) -> Path:
+def _sweep_file(tmp_path: Path, grid: dict[str, list[Any]], **extra: Any) -> Path:
     base = _config(tmp_path, "base", loop={"iterations": 1})
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(
         yaml.safe_dump(
-            {"name": "tiny", "base": base.name, "output_dir": str(tmp_path / "sweeps"), "grid": grid}
+            {"name": "tiny", "base": base.name, "output_dir": str(tmp_path / "sweeps"), "grid": grid, **extra}
         )
     )
     return sweep
@@ -307,3 +307,17 @@ def test_score_parts_get_columns_where_the_environment_has_them(tmp_path) -> Non
     assert bc["score"] == "60.0" and bc["attribute"] == "50.0" and bc["option"] == "25.0"
     assert bc["type"] == "100.0" and bc["price"] == "75.0" and bc["beauty"] == "50.0"
     assert planner["success %"] == "100.0"
+
+
+def test_sweep_repeats_grid_points_over_seeds(tmp_path) -> None:
+    sweep = _sweep_file(tmp_path, {"train.rule": ["sft"]}, seeds=[0, 1])
+    _, runs = load_sweep(sweep)
+    assert [r.name for r in runs] == ["train.rule=sft,seed=0", "train.rule=sft,seed=1"]
+    assert [r.config.seed for r in runs] == [0, 1]
+    directory = run_sweep(sweep, lambda config: LeapRun(config).run())
+    build_report(directory)
+    tables = _tables((directory / "report.md").read_text())
+    table = tables["Over seeds 0, 1: mean test success % [95 % interval over seeds]"]
+    assert len(table) == 1 and table[0]["finished seeds"] == "2"
+    bc = [_last(directory / r.name, "test", iteration=0)["success_rate"] for r in runs]
+    assert table[0]["BC test %"].startswith(f"{100 * sum(bc) / 2:.1f} [")

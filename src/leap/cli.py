@@ -273,18 +273,20 @@ def _print_plan(cfg: Any) -> None:
         raise typer.Exit(code=1)
 
 
+def _rate_cell(r: dict[str, Any] | None) -> str:
+    """'12.5 [2.2, 47.1] n=8': success % with its Wilson 95 % interval and episode count."""
+    from leap.evaluate import interval_text
+
+    return f"{100 * r['success_rate']:.1f} {interval_text(r)} n={r['n_episodes']}" if r else ""
+
+
 def _print_run_summary(summary: dict[str, Any]) -> None:
     table = Table(
-        title=f"{summary['name']} · best iteration {summary['best_iteration']}", title_justify="left"
+        title=f"{summary['name']} · best iteration {summary['best_iteration']}",
+        title_justify="left",
+        caption="success % with its Wilson 95 % interval and the number of episodes",
     )
-    for col in (
-        "iteration",
-        "valid success %",
-        "valid #actions",
-        "test success %",
-        "test #actions",
-        "test invalid %",
-    ):
+    for col in ("iteration", "valid success %", "test success %", "test #actions", "test invalid %"):
         table.add_column(col, justify="right")
     for row in summary["iterations"]:
         v, t = row["valid"], row["test"]
@@ -293,13 +295,19 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
             label += " *"
         table.add_row(
             label,
-            f"{100 * v['success_rate']:.1f}",
-            f"{v['mean_actions']:.2f}",
-            f"{100 * t['success_rate']:.1f}" if t else "",
+            _rate_cell(v),
+            _rate_cell(t),
             f"{t['mean_actions']:.2f}" if t else "",
             f"{100 * t['invalid_action_rate']:.1f}" if t else "",
         )
+    if m := summary.get("matched_bc"):
+        actions, invalid = f"{m['mean_actions']:.2f}", f"{100 * m['invalid_action_rate']:.1f}"
+        table.add_row("BC, matched", "", _rate_cell(m), actions, invalid)
     console.print(table)
+    from leap.stats import difference_text
+
+    for c in (summary.get("comparisons") or {}).values():
+        console.print(f"LEAP iteration {c['leap_iteration']} − {c['baseline']} on test: {difference_text(c)}")
     if summary.get("stopped_early"):
         console.print(f"[yellow]stopped early:[/yellow] {summary['stopped_early']}")
 

@@ -82,6 +82,10 @@ class LoopSection(StrictModel):
     reference_zero_shot: bool = True
     #: start each iteration's training from the base model or from the previous adapter
     init: Literal["base", "previous"] = "previous"
+    #: also train a budget-matched BC reference: behaviour cloning on more demonstrations, for as
+    #: many samples and optimizer steps as the tested LEAP iteration used in total (iterations
+    #: 0..k), tested on the same tasks; the fair baseline that says whether corrections matter
+    matched_bc: bool = False
 
 
 class TrackingSection(StrictModel):

@@ -14,14 +14,19 @@ from leap.envs.registry import make_env
 from leap.io import append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl
 from leap.policy import Policy
 from leap.rollout import Episode, run_episodes
+from leap.stats import wilson
 
 
 def _rates(episodes: Sequence[Episode]) -> dict[str, Any]:
     n = len(episodes)
     steps = sum(e.n_actions for e in episodes)
+    solved = sum(e.success for e in episodes)
     return {
         "n_episodes": n,
-        "success_rate": sum(e.success for e in episodes) / n if n else 0.0,
+        "n_successes": solved,
+        "success_rate": solved / n if n else 0.0,
+        #: the Wilson 95 % interval of the success rate
+        "success_interval": list(wilson(solved, n)),
         "mean_score": sum(e.score for e in episodes) / n if n else 0.0,
         "mean_actions": steps / n if n else 0.0,
         "invalid_action_rate": sum(e.n_invalid for e in episodes) / steps if steps else 0.0,
@@ -59,9 +64,21 @@ def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
     return summary
 
 
+def interval_text(rates: dict[str, Any]) -> str:
+    """'[3.5, 36.0]': the Wilson 95 % interval of a success rate, in %."""
+    low, high = wilson(round(rates["success_rate"] * rates["n_episodes"]), rates["n_episodes"])
+    return f"[{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def task_successes(episodes_file: Path) -> dict[str, float]:
+    """Task id -> 1.0 if solved else 0.0, for paired comparisons of two evaluations."""
+    return {r["task_id"]: float(bool(r["success"])) for r in read_jsonl(episodes_file)}
+
+
 def results_table(summary: dict[str, Any], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in ("category", "episodes", "success %", "score", "mean #actions", "invalid %", "errored"):
+    table = Table(title=title, title_justify="left", caption="95 % CI: Wilson interval of the success rate")
+    columns = ("category", "episodes", "success %", "95 % CI", "score", "mean #actions", "invalid %")
+    for name in (*columns, "errored"):
         table.add_column(name, justify="left" if name == "category" else "right")
 
     def row(name: str, r: dict[str, Any], style: str | None = None) -> None:
@@ -69,6 +86,7 @@ def results_table(summary: dict[str, Any], title: str) -> Table:
             name,
             str(r["n_episodes"]),
             f"{100 * r['success_rate']:.1f}",
+            interval_text(r),
             f"{100 * r['mean_score']:.1f}",
             f"{r['mean_actions']:.2f}",
             f"{100 * r['invalid_action_rate']:.1f}",
@@ -81,7 +99,8 @@ def results_table(summary: dict[str, Any], title: str) -> Table:
     table.add_section()
     row("all", summary, style="bold")
     if parts := summary.get("score_parts"):
-        table.caption = "score parts (0-100): " + " · ".join(f"{k} {100 * v:.1f}" for k, v in parts.items())
+        shown = " · ".join(f"{k} {100 * v:.1f}" for k, v in parts.items())
+        table.caption = f"{table.caption}; score parts (0-100): {shown}"
     return table
 
 

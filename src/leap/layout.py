@@ -108,6 +108,16 @@ class RunLayout:
         """Iteration 0 is whole: its samples, its model and its validation."""
         return self.samples(0).is_file() and self.adapter_done(0) and rollout_done(self.valid(0))
 
+    # -- the budget-matched behaviour cloning reference -----------------------------------------
+    @property
+    def matched_bc(self) -> Path:
+        """BC trained on more demonstrations for the tested LEAP iteration's samples and steps:
+        ``demos/`` (the extra demonstrations), ``samples.jsonl``, ``train/sft.jsonl``, ``adapter/``."""
+        return self.root / "matched_bc"
+
+    def matched_bc_test(self) -> Path:
+        return self.final / "test_matched_bc"
+
     # -- the final evaluations --------------------------------------------------------------------
     @property
     def final(self) -> Path:

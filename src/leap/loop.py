@@ -20,6 +20,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,13 @@ import yaml
 from leap.builders import RunParts
 from leap.config import RunConfig
 from leap.data import Sample, aggregate, export, load_samples, make_sample
-from leap.evaluate import evaluate
+from leap.evaluate import evaluate, task_successes
 from leap.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from leap.layout import rollout_done
 from leap.models.registry import resolve_model_path
 from leap.policy import Policy
 from leap.rollout import Episode
+from leap.stats import paired_difference
 from leap.teachers import BudgetExceeded, EpisodeCorrection, Teacher
 from leap.teachers.selection import select_steps
 from leap.tracking import Tracker
@@ -101,8 +103,14 @@ class LeapRun:
         # BC and the best LEAP iteration always meet on the test split; one of them is `best`
         best_leap = max((r for r in results if r.iteration > 0), key=_ranking, default=None)
         tests = {0: self.test(0)}
+        comparisons, matched = {}, None
         if best_leap is not None:
-            tests[best_leap.iteration] = self.test(best_leap.iteration)
+            k = best_leap.iteration
+            tests[k] = self.test(k)
+            comparisons["bc"] = self.compare(self.layout.test(0), k, "BC (iteration 0)")
+            if self.config.loop.matched_bc:
+                matched = self.matched_bc(k)
+                comparisons["matched_bc"] = self.compare(self.layout.matched_bc_test(), k, matched["label"])
         summary = {
             "name": self.config.name,
             "best_iteration": best.iteration,
@@ -116,6 +124,8 @@ class LeapRun:
                 }
                 for r in results
             ],
+            "matched_bc": matched,
+            "comparisons": comparisons,
             "references": self.references(),
         }
         atomic_write_json(self.layout.summary, summary)
@@ -137,7 +147,15 @@ class LeapRun:
     def demonstration_samples(self) -> list[Sample]:
         """D_0: every step of the successful demonstrations."""
         self.on_stage("iteration 0 · demonstrations")
-        episodes = [e for e in self.demonstrations() if e.success and e.error is None]
+        episodes, samples = self._demo_samples(self.demonstrations())
+        atomic_write_jsonl(self.layout.samples(0), [s.to_record() for s in samples])
+        self._metric(0, "demos", episodes=len(episodes), samples=len(samples))
+        return samples
+
+    def _demo_samples(self, demonstrations: list[Episode]) -> tuple[list[Episode], list[Sample]]:
+        """The successful demonstrations (their reasons labelled where the config asks) and a
+        sample for each of their steps."""
+        episodes = [e for e in demonstrations if e.success and e.error is None]
         if self.config.demos.reasons == "llm":
             from leap.teachers.labelling import label_reasons
 
@@ -148,9 +166,7 @@ class LeapRun:
             for e in episodes
             for t, s in enumerate(e.steps)
         ]
-        atomic_write_jsonl(self.layout.samples(0), [s.to_record() for s in samples])
-        self._metric(0, "demos", episodes=len(episodes), samples=len(samples))
-        return samples
+        return episodes, samples
 
     def student_rollouts(self, k: int) -> list[Episode]:
         """pi_{k-1} on the next ``rollouts_per_iteration`` training tasks (fresh every iteration)."""
@@ -268,6 +284,84 @@ class LeapRun:
     def test(self, k: int) -> dict[str, Any]:
         env = self.config.env
         return self._evaluate_adapter(k, self.layout.test(k), env.test_split, env.n_test, "test")
+
+    def compare(self, baseline: Path, k: int, label: str) -> dict[str, Any]:
+        """Iteration ``k`` against a baseline on the same test tasks: the paired difference in
+        success with its bootstrap 95 % interval."""
+        test = self.layout.test(k) / "episodes.jsonl"
+        result = paired_difference(
+            task_successes(baseline / "episodes.jsonl"), task_successes(test), seed=self.config.seed
+        )
+        result = {"baseline": label, "leap_iteration": k, **result}
+        self._metric(k, "compare", **result)
+        return result
+
+    def matched_bc(self, k: int) -> dict[str, Any]:
+        """Behaviour cloning with LEAP's budget up to iteration ``k``: as many samples (more
+        demonstrations of the same expert, on training tasks after D_0's) and as many optimizer
+        steps, trained from the base model and tested on the same tasks."""
+        layout, loop = self.layout, self.config.loop
+        datasets = [load_samples([layout.samples(i)]) for i in range(k + 1)]
+        budget_samples = len(aggregate(datasets, loop.cap_per_iteration))
+        budget_steps = sum(
+            json.loads((layout.adapter(i) / "train_metrics.json").read_text())["steps"] for i in range(k + 1)
+        )
+        root = layout.matched_bc
+        adapter = root / "adapter"
+        if not (adapter / "adapter_config.json").is_file():
+            samples = self._matched_demo_samples(datasets[0], budget_samples)
+            settings = self.config.train.for_iteration(0).model_copy(update={"max_steps": budget_steps})
+            data_file = root / "train" / "sft.jsonl"
+            rows = export(samples, "sft", data_file)
+            self.on_stage(f"budget-matched BC · sft on {rows} rows for {budget_steps} steps")
+            metrics = train_adapter(
+                resolve_model_path(self.config.student.model),
+                data_file,
+                adapter,
+                settings,
+                seed=self.config.seed,
+            )
+            self._metric(
+                None,
+                "matched_bc_train",
+                rows=rows,
+                samples=len(samples),
+                budget_samples=budget_samples,
+                leap_iteration=k,
+                **{key: metrics[key] for key in ("steps", "train_loss", "train_runtime_s")},
+            )
+        out, env = layout.matched_bc_test(), self.config.env
+        if not rollout_done(out):
+            self.on_stage(f"budget-matched BC · test on {env.test_split}")
+        temperature = self.config.student.eval_temperature
+        student = partial(self.parts.student, adapter, temperature)
+        summary, ran = self._rollout(out, env.test_split, student, env.n_test)
+        label = f"BC, budget-matched ({budget_samples} samples, {budget_steps} steps)"
+        if ran:
+            self._metric(None, "matched_bc_test", label=label, leap_iteration=k, **_details(summary))
+        return {"label": label, **_headline(summary)}
+
+    def _matched_demo_samples(self, d0: list[Sample], budget: int) -> list[Sample]:
+        """D_0 and the steps of further demonstrations, ``budget`` samples in all (fewer only
+        when demonstrations come from a file that has no more)."""
+        path = self.layout.matched_bc / "samples.jsonl"
+        if path.is_file():
+            return load_samples([path])
+        samples = list(d0)
+        d = self.config.demos
+        if len(samples) < budget and d.source == "expert":
+            per_episode = max(1.0, len(d0) / max(1, len({s.episode_id for s in d0})))
+            offset, n = d.n_episodes, 0
+            while len(samples) < budget and n < 10 * d.n_episodes:
+                more = int((budget - len(samples)) / per_episode * 1.25) + 1
+                out = self.layout.matched_bc / f"demos_{offset + n}"
+                self._rollout(out, self.config.env.train_split, self.parts.demonstrator, more, offset + n)
+                episodes = [Episode.from_record(r) for r in read_jsonl(out / "episodes.jsonl")]
+                samples += self._demo_samples(episodes)[1]
+                n += more
+        samples = samples[:budget]
+        atomic_write_jsonl(path, [s.to_record() for s in samples])
+        return samples
 
     def references(self) -> dict[str, dict[str, Any]]:
         """Reference rows on the test split: the environment's experts (programmatic, cheap) and

@@ -6,6 +6,7 @@
     set: {loop.iterations: 1}             # optional overrides applied to every run
     grid:                                 # dotted keys -> values; one run per combination
       teacher.privilege: [0, 25, 50, 75, 100]
+    seeds: [0, 1, 2]                      # optional: every grid point once per seed
 
 Each run is an ordinary ``leap run`` directory inside the sweep directory, named after its grid
 point (``teacher.privilege=50``), so running the sweep again resumes every run where it stopped.
@@ -40,6 +41,8 @@ class SweepConfig(StrictModel):
     output_dir: Path = Path("runs/sweeps")
     set: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]]
+    #: repeat every grid point with these seeds (the report gives the mean and its interval)
+    seeds: list[int] | None = Field(default=None, min_length=1)
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,12 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[SweepRun]]:
     runs = []
     keys = list(sweep.grid)
     for values in itertools.product(*(sweep.grid[k] for k in keys)):
-        overrides = dict(zip(keys, values, strict=True))
-        name = ",".join(f"{k}={value_text(v)}" for k, v in overrides.items()).replace("/", "_")
-        config = load_config(base, {**sweep.set, **overrides, "name": name, "output_dir": str(directory)})
-        runs.append(SweepRun(name, overrides, config))
+        point = dict(zip(keys, values, strict=True))
+        for seed in sweep.seeds or [None]:
+            overrides = point if seed is None else {**point, "seed": seed}
+            name = ",".join(f"{k}={value_text(v)}" for k, v in overrides.items()).replace("/", "_")
+            config = load_config(base, {**sweep.set, **overrides, "name": name, "output_dir": str(directory)})
+            runs.append(SweepRun(name, overrides, config))
     return sweep, runs
 
 
@@ -133,6 +138,7 @@ def run_sweep(
             "base": str(sweep.base),
             "set": sweep.set,
             "grid": sweep.grid,
+            "seeds": sweep.seeds,
             "runs": [{"name": r.name, "overrides": r.overrides} for r in runs],
         },
     )

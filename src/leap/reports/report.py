@@ -22,6 +22,7 @@ from leap.layout import RunLayout, SweepLayout
 from leap.reports import plots
 from leap.reports.rundata import NotARunError, RunData
 from leap.reports.tables import Table, pct, teacher_table, test_table, training_table, validation_table
+from leap.stats import mean_interval
 from leap.sweep import value_text
 
 
@@ -164,16 +165,20 @@ def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
         note="LEAP: the best LEAP iteration (1 and up) on validation, tested next to BC.",
     )
     runs: list[RunData] = []
+    points: dict[tuple[str, ...], list[RunData]] = {}
     for entry in manifest["runs"]:
+        point = tuple(value_text(entry["overrides"][k]) for k in keys)
         try:
             run = RunData.load(sweep.run(entry["name"]).root)
         except NotARunError:
-            table.rows.append(
-                [entry["name"], *(value_text(entry["overrides"][k]) for k in keys), *[""] * 7, "not started"]
-            )
+            table.rows.append([entry["name"], *point, *[""] * 7, "not started"])
             continue
         runs.append(run)
-        table.rows.append(_sweep_row(run, entry["overrides"]))
+        points.setdefault(point, []).append(run)
+        table.rows.append(_sweep_row(run, {k: entry["overrides"][k] for k in keys}))
+    tables = [table]
+    if manifest.get("seeds"):
+        tables.append(_seeds_table(keys, points, manifest["seeds"]))
     labels = [r.name for r in runs]
     series = {
         "BC": [100 * (r.success("test", 0) or 0.0) for r in runs],
@@ -190,7 +195,37 @@ def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
         ("grid", ", ".join(f"{k} = {manifest['grid'][k]}" for k in keys)),
         ("runs", f"{len(runs)} of {len(manifest['runs'])} started"),
     ]
-    return _write(sweep.root, f"LEAP sweep · {manifest['name']}", facts, [table], figures)
+    return _write(sweep.root, f"LEAP sweep · {manifest['name']}", facts, tables, figures)
+
+
+def _seeds_table(keys: list[str], points: dict[tuple[str, ...], list[RunData]], seeds: list[int]) -> Table:
+    """Per grid point, over its seeds: the mean test success of BC and of the best LEAP
+    iteration, and of their difference, each with a normal 95 % interval over seeds."""
+    table = Table(
+        f"Over seeds {', '.join(map(str, seeds))}: mean test success % [95 % interval over seeds]",
+        [*keys, "finished seeds", "BC test %", "LEAP test %", "LEAP − BC (points)"],
+        note="Only runs that finished (tested both) count; one seed gives no interval.",
+    )
+
+    def cell(values: list[float]) -> str:
+        if not values:
+            return ""
+        mean, low, high = mean_interval(values)
+        return f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+    for point, runs in points.items():
+        tested = [(r.success("test", 0), r.success("test", r.best_leap_iteration)) for r in runs]
+        pairs = [(bc, leap) for bc, leap in tested if bc is not None and leap is not None]
+        table.rows.append(
+            [
+                *point,
+                str(len(pairs)),
+                cell([bc for bc, _ in pairs]),
+                cell([leap for _, leap in pairs]),
+                cell([leap - bc for bc, leap in pairs]),
+            ]
+        )
+    return table
 
 
 def build_report(path: str | Path) -> ReportFiles:

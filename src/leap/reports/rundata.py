@@ -67,6 +67,16 @@ class RunData:
         return sorted({r["iteration"] for r in self.rows if r.get("stage") == "train"})
 
     @property
+    def comparisons(self) -> list[dict[str, Any]]:
+        """The paired comparisons of the tested LEAP iteration with BC (and the budget-matched
+        BC), the last row of each."""
+        found: dict[str, dict[str, Any]] = {}
+        for r in self.rows:
+            if r.get("stage") == "compare":
+                found[r["baseline"]] = r
+        return list(found.values())
+
+    @property
     def references(self) -> dict[str, dict[str, Any]]:
         """Reference rows on the test split by name (experts, the zero-shot student)."""
         return {r["reference"]: r for r in self.rows if r.get("stage") == "reference"}

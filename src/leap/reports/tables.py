@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from leap.evaluate import SCORE_PARTS
+from leap.evaluate import SCORE_PARTS, interval_text
 from leap.reports.rundata import RunData
+from leap.stats import difference_text
 
 
 @dataclass
@@ -30,11 +31,22 @@ def _label(run: RunData, k: int) -> str:
     return label + (" *" if k == run.best_iteration else "")
 
 
+#: the columns of ``_headline_cells``
+HEADLINE = ["success %", "95 % CI", "n", "mean #actions", "invalid %"]
+
+
 def _headline_cells(row: dict[str, Any] | None) -> list[str]:
-    """Success %, mean #actions and invalid % of an evaluation row (blank when there is none)."""
+    """Success % with its Wilson 95 % interval and episode count, mean #actions and invalid % of
+    an evaluation row (blank when there is none)."""
     if row is None:
-        return ["", "", ""]
-    return [pct(row["success_rate"]), num(row["mean_actions"]), pct(row["invalid_action_rate"])]
+        return [""] * len(HEADLINE)
+    return [
+        pct(row["success_rate"]),
+        interval_text(row),
+        str(row["n_episodes"]),
+        num(row["mean_actions"]),
+        pct(row["invalid_action_rate"]),
+    ]
 
 
 def _score_cells(run: RunData, row: dict[str, Any] | None) -> list[str]:
@@ -59,12 +71,20 @@ def test_table(run: RunData) -> Table:
     """The paper's table on the test split: BC, the tested LEAP iteration(s) and the references."""
     table = Table(
         f"Test split ({run.config.get('env', {}).get('test_split', 'test')})",
-        ["policy", "success %", "mean #actions", "invalid %", *_score_header(run), *run.categories],
-        note="success % per category in the last columns; * marks the iteration chosen on validation.",
+        ["policy", *HEADLINE, *_score_header(run), *run.categories],
+        note="success % per category in the last columns; * marks the iteration chosen on validation; "
+        "95 % CI: Wilson interval."
+        + "".join(
+            f" LEAP iteration {c['leap_iteration']} − {c['baseline']}, paired on the same tasks: "
+            f"{difference_text(c)} (bootstrap 95 % interval)."
+            for c in run.comparisons
+        ),
     )
     for k in run.iterations:
         if (row := run.row("test", k)) is not None:
             table.rows.append([_label(run, k), *_result_cells(run, row)])
+    if (row := run.row("matched_bc_test", None)) is not None:
+        table.rows.append([row.get("label", "BC, budget-matched"), *_result_cells(run, row)])
     for name, row in sorted(run.references.items()):
         table.rows.append([f"reference: {name} ({row.get('policy', name)})", *_result_cells(run, row)])
     return table
@@ -79,9 +99,7 @@ def validation_table(run: RunData) -> Table:
         f"Validation per iteration ({run.config.get('env', {}).get('valid_split', 'valid')})",
         [
             "iteration",
-            "success %",
-            "mean #actions",
-            "invalid %",
+            *HEADLINE,
             *_score_header(run),
             "train-rollout success %",
             *run.categories,
