@@ -141,6 +141,28 @@ def test_test_ood_holds_out_combinations_and_layouts() -> None:
     )
 
 
+def test_dev_ood_is_drawn_like_test_ood_from_other_tasks() -> None:
+    """The development split for out-of-distribution design: held-out combinations and larger
+    rooms, like test_ood, but never the test tasks themselves."""
+    env = HouseholdEnv(split_sizes={"train": 10, "valid": 10, "test_ood": 200, "dev_ood": 200})
+    assert len(env.task_ids("dev_ood")) == 200
+
+    def world(split: str, i: int) -> tuple:
+        w = generate_world(split, i)
+        return (w.layout.goal, w.layout.room, w.layout.receptacles, tuple(sorted(w.state.where.items())))
+
+    ood = {
+        (c.task_type, c.room, c.object_type, c.target_type)
+        for cs in combos_by_split()["ood"].values()
+        for c in cs
+    }
+    dev = [generate_world("dev_ood", i).layout for i in range(200)]
+    assert all((g.goal.task_type, g.room, g.goal.object_type, g.goal.target_type) in ood for g in dev)
+    assert not {world("dev_ood", i) for i in range(200)} & {world("test_ood", i) for i in range(200)}
+    with pytest.raises(UnknownSplitError, match="dev_ood"):
+        HouseholdEnv(split_sizes={"dev": 3})
+
+
 def test_privileged_state_names_true_locations(household: HouseholdEnv) -> None:
     for task_id in household.task_ids("valid")[:40]:
         household.reset(task_id)

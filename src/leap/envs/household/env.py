@@ -20,7 +20,8 @@ class HouseholdEnv(Environment):
 
     Args:
         horizon: maximum number of actions per episode.
-        split_sizes: number of tasks per split (defaults: train 2000, valid 200, test_ood 200).
+        split_sizes: number of tasks per split (defaults: train 2000, valid 200, test_ood 200;
+            a development split dev_ood, drawn like test_ood from other seeds, on request).
     """
 
     name = "household"

@@ -27,6 +27,11 @@ from leap.envs.base import UnknownSplitError, UnknownTaskError
 from leap.envs.household.world import Layout, State, World
 
 DEFAULT_SPLIT_SIZES: dict[str, int] = {"train": 2000, "valid": 200, "test_ood": 200}
+#: a development split drawn like test_ood (held-out combinations, larger rooms) but from other
+#: seeds, so that out-of-distribution design choices never look at the test tasks; ask for it
+#: with ``env.options.split_sizes`` (e.g. ``{..., dev_ood: 200}``)
+OPTIONAL_SPLITS = ("dev_ood",)
+OUT_OF_DISTRIBUTION = ("test_ood", "dev_ood")
 IN_DISTRIBUTION = ("train", "valid")
 #: every HELD_OUT_EVERY-th combination (in a fixed hash order) is reserved for test_ood
 HELD_OUT_EVERY = 5
@@ -83,11 +88,11 @@ def _weighted_choice(rng: random.Random, weights: dict[str, float]) -> str:
 def generate_world(split: str, index: int) -> World:
     """Build the world of task ``split/index``, deterministically."""
     rng = random.Random(f"household/{split}/{index}")
-    pool = combos_by_split()["ood" if split == "test_ood" else "in"]
+    pool = combos_by_split()["ood" if split in OUT_OF_DISTRIBUTION else "in"]
     task_type = rng.choice(TASK_TYPES)
     combo = rng.choice(pool[task_type])
     room = ROOMS[combo.room]
-    extra = OOD_EXTRA_RECEPTACLES if split == "test_ood" else 0
+    extra = OOD_EXTRA_RECEPTACLES if split in OUT_OF_DISTRIBUTION else 0
 
     required = {t for t in (combo.target_type,) if t}
     if (transform := TRANSFORM_OF_TASK.get(task_type)) is not None:
@@ -146,9 +151,8 @@ def parse_task_id(task_id: str, sizes: dict[str, int]) -> tuple[str, int]:
 
 
 def split_task_ids(sizes: dict[str, int]) -> dict[str, tuple[str, ...]]:
+    known = sorted([*DEFAULT_SPLIT_SIZES, *OPTIONAL_SPLITS])
     for split in sizes:
-        if split not in DEFAULT_SPLIT_SIZES:
-            raise UnknownSplitError(
-                f"household: unknown split {split!r}; known splits: {sorted(DEFAULT_SPLIT_SIZES)}"
-            )
+        if split not in known:
+            raise UnknownSplitError(f"household: unknown split {split!r}; known splits: {known}")
     return {split: tuple(f"{split}/{i:04d}" for i in range(n)) for split, n in sizes.items()}
