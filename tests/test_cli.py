@@ -119,12 +119,18 @@ def test_eval_tiny_model_counts_invalid_actions(tmp_path) -> None:
         (["eval", "--split", "nope"], "unknown split 'nope'"),
         (["eval", "--env", "nope"], "unknown environment 'nope'"),
         (["eval", "--policy", "no-such-model"], "unknown model 'no-such-model'"),
+        (["eval", "-n", "0"], "-n must be at least 1, not 0"),
+        (["eval", "--horizon", "-1"], "--horizon must be at least 1, not -1"),
+        (["eval", "--batch-size", "0"], "--batch-size: Input should be greater than or equal to 1"),
+        (["eval", "-p", "tiny-random", "--temperature", "-1"], "--temperature: Input should be greater"),
+        (["eval", "-p", "tiny-random", "--prompt", "fancy"], "--prompt: Value error, unknown prompt style"),
     ],
 )
 def test_bad_input_is_one_clear_error(args: list[str], message: str, tmp_path) -> None:
     result = runner.invoke(app, [*args, "-o", str(tmp_path)] if args[0] == "eval" else args)
     assert result.exit_code == 2
     assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
     assert "Traceback" not in result.output
 
 

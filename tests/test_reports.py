@@ -86,6 +86,10 @@ def test_report_numbers_equal_the_metrics(tiny_run) -> None:
         for category, numbers in reference["per_category"].items():
             assert row[category] == _pct(numbers["success_rate"])
     assert test["reference: planner"]["success %"] == "100.0"  # the privileged planner
+    bc = tables["Teacher per iteration"][0]  # iteration 0 corrects nothing
+    demos = _last(tiny_run, "demos", iteration=0)
+    assert bc["episodes corrected"] == bc["steps accepted"] == ""
+    assert bc["teacher"] == f"none: BC on {demos['episodes']} demonstrations ({demos['samples']} samples)"
     teacher = tables["Teacher per iteration"][1]
     correct = _last(tiny_run, "correct", iteration=1)
     assert teacher["steps accepted"] == str(correct["steps_accepted"])

@@ -45,7 +45,7 @@ def _slug(text: str) -> str:
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -98,12 +98,18 @@ def eval_command(
     ] = False,
 ) -> None:
     """Evaluate a policy on a split: results table, episodes.jsonl and summary.json."""
+    from pydantic import ValidationError
+
     from leap.agents import StudentSettings
     from leap.builders import build_policy
+    from leap.config import validation_message
     from leap.envs import EnvError, UnknownEnvironmentError
     from leap.evaluate import evaluate, results_table
     from leap.models import ModelError
 
+    for flag, value in (("-n", n), ("--horizon", horizon)):
+        if value is not None and value < 1:
+            raise _fail(f"{flag} must be at least 1, not {value}")
     try:
         student = StudentSettings(
             model=policy,
@@ -117,6 +123,12 @@ def eval_command(
             base_url=base_url,
             api_key_env=api_key_env,
         )
+    except ValidationError as exc:
+        flags = {"eval_temperature": "--temperature", "style": "--prompt"}
+        raise _fail(
+            validation_message(exc, lambda key: flags.get(key, "--" + key.replace("_", "-")))
+        ) from None
+    try:
         chosen = build_policy(policy, env, student, seed)
         out_dir = out or Path("runs") / "eval" / _slug(f"{env}-{split}-{policy}")
         summary = evaluate(

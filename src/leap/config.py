@@ -163,9 +163,11 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message is one line naming the key."""
 
 
-def _format(error: ValidationError) -> str:
+def validation_message(error: ValidationError, name: Callable[[str], str] = str) -> str:
+    """One line for a validation error: the first problem's key (``name`` turns a dotted key into
+    what the user typed, e.g. a flag), what is wrong, and how many more problems there are."""
     first = error.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    key = name(".".join(str(p) for p in first["loc"])) if first["loc"] else "(top level)"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
@@ -177,7 +179,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format(exc)}") from None
+        raise ConfigError(f"{source}: {validation_message(exc)}") from None
     try:
         config.check_environment()
     except ConfigError as exc:

@@ -66,6 +66,15 @@ TRAINERS = {
 }
 
 
+def _checkpointing_argument() -> str:
+    """The training argument that turns on activation checkpointing: ``activation_checkpointing``
+    since transformers 5.24 (``gradient_checkpointing`` before, deprecated there)."""
+    from transformers import TrainingArguments
+
+    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+
 def _use_bf16(settings: TrainSettings, device: str) -> bool:
     if settings.bf16 != "auto":
         return bool(settings.bf16)
@@ -146,6 +155,7 @@ def train_adapter(
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
         peft_config = None
 
+    checkpointing = _checkpointing_argument()
     work = Path(tempfile.mkdtemp(prefix="leap-train-"))
     common: dict[str, Any] = dict(
         output_dir=str(work),
@@ -164,7 +174,7 @@ def train_adapter(
         report_to=[],
         use_cpu=device == "cpu",
         bf16=_use_bf16(settings, device),
-        gradient_checkpointing=settings.gradient_checkpointing,
+        **{checkpointing: settings.gradient_checkpointing},
         max_length=settings.max_length,
         seed=seed,
         max_steps=settings.max_steps or -1,

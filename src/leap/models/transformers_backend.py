@@ -16,10 +16,16 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 from transformers.cache_utils import DynamicLayer
+from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation, cut_at_stop
 from leap.models.choice_decoding import ChoiceLogitsProcessor
 from leap.models.prefix_cache import CachedSequence, PrefixCache, left_padded_states, row_states
+
+#: the name generate() takes a cache by and returns it under: "cache" since transformers 5.24
+#: ("past_key_values" before, deprecated there and removed in 6)
+_OUTPUT_FIELDS = getattr(GenerateDecoderOnlyOutput, "__dataclass_fields__", {})
+CACHE_ARGUMENT = "cache" if "cache" in _OUTPUT_FIELDS else "past_key_values"
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +219,7 @@ class TransformersChatModel(ChatModel):
                 past = DynamicCache(config=self.model.config)
                 for layer, (keys, values) in enumerate(left_padded_states(reuse, like)):
                     past.update(keys, values, layer)
-                extra["past_key_values"] = past
+                extra[CACHE_ARGUMENT] = past
             self.prefix_cache.reused_tokens += sum(n for _, n in reuse)
             self.prefix_cache.computed_tokens += sum(len(ids) for ids in prompts) - sum(n for _, n in reuse)
         processors = LogitsProcessorList()
@@ -231,7 +237,7 @@ class TransformersChatModel(ChatModel):
         if self.prefix_cache is None:
             return output[:, input_ids.shape[1] :]
         new_tokens = output.sequences[:, input_ids.shape[1] :]
-        self._remember(output.sequences, attention_mask, new_tokens, output.past_key_values)
+        self._remember(output.sequences, attention_mask, new_tokens, getattr(output, CACHE_ARGUMENT))
         return new_tokens
 
     def _remember(

@@ -139,10 +139,9 @@ def teacher_table(run: RunData) -> Table:
         ],
     )
     demos = run.row("demos", 0)
-    if demos:
-        table.rows.append(
-            ["0 (demonstrations)", "", str(demos["episodes"]), str(demos["samples"]), "", "", "", "", "", ""]
-        )
+    if demos:  # behaviour cloning: demonstrations, nothing corrected
+        what = f"none: BC on {demos['episodes']} demonstrations ({demos['samples']} samples)"
+        table.rows.append(["0", what, *[""] * 8])
     for k in run.iterations:
         row = run.row("correct", k)
         if row is None:
