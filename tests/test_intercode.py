@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import os
 import subprocess
@@ -170,6 +171,10 @@ def _hostile_commands(secret: Path, port: int) -> list[str]:
         "kill -9 -1",
         "echo evil > /proc/sys/kernel/hostname",
         "env",
+        "pstree -a",
+        "ps aux",
+        "cat /proc/1/cmdline /proc/1/environ",
+        "grep -h . /proc/[0-9]*/cmdline",
     ]
 
 
@@ -189,6 +194,7 @@ def test_hostile_commands_leave_the_host_untouched(
         assert "host-only-secret-7431" not in result.observation, command
         assert "do-not-leak-5519" not in result.observation, command
         assert "connected" not in result.observation, command
+        assert "bwrap" not in result.observation and "leap-intercode" not in result.observation, command
         submitted = hostile_env.step("submit")  # the reward never crashes, whatever the root holds
         assert 0.0 <= submitted.reward <= 1.0
     assert host_secret.read_text() == "host-only-secret-7431"
@@ -197,6 +203,39 @@ def test_hostile_commands_leave_the_host_untouched(
     assert _Recorder.hits == []
     leftovers = subprocess.run(["pgrep", "-f", "sleep 99[89]|sleep 1000"], capture_output=True, text=True)
     assert leftovers.stdout == "", "a background process outlived its step"
+
+
+#: commands that look at processes and mounts: inside they must show a container, not the host
+PROCESS_LISTINGS = ("pstree -a", "ps aux", "ps -ef", "ps -e -o pid,comm", "cat /proc/1/cmdline", "ls /proc")
+
+
+def test_the_sandbox_looks_like_a_container_from_inside(hostile_env: IntercodeBashEnv) -> None:
+    """No host path, no sandbox command line, no process outside the episode: the process list
+    holds the shell (PID 1) and its own children."""
+    hostile_env.reset("fs1/0")
+    area = str(hostile_env._agent.dir.parent)  # type: ignore[union-attr]
+    for command in [*PROCESS_LISTINGS, "cat /proc/self/mountinfo", "cat /proc/1/environ"]:
+        output = hostile_env.step(command).observation
+        assert "bwrap" not in output and area not in output and "leap-intercode" not in output, command
+    listed = hostile_env.step("ps -e -o pid=,comm=").observation.split("\n")
+    assert [line.split() for line in listed if line.strip()] == [["1", "bash"], ["2", "ps"]]
+    assert hostile_env.step("echo $$").observation.strip() == "1"
+
+
+def test_gold_process_listings_score_one(hostile_env: IntercodeBashEnv) -> None:
+    """The gold command and the agent's run of it see the same process list (PIDs, commands).
+    ``ps aux`` also prints each process's resident memory, which differs from run to run in any
+    sandbox or container, so it scores just below 1."""
+    base = hostile_env._tasks["fs1/0"]
+    for gold in PROCESS_LISTINGS:
+        if gold in ("ps aux", "ps -ef") and time.localtime().tm_sec >= 55:
+            time.sleep(6)  # STIME/START are minutes: keep both runs inside one
+        task_id = f"fs1/{gold}"
+        hostile_env._tasks[task_id] = dataclasses.replace(base, task_id=task_id, gold=gold)
+        hostile_env.reset(task_id)
+        hostile_env.step(gold)
+        reward = hostile_env.step("submit").reward
+        assert reward >= (0.95 if gold == "ps aux" else 1.0), (gold, reward)
 
 
 def test_files_are_capped(hostile_env: IntercodeBashEnv) -> None:

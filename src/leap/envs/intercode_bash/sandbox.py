@@ -6,8 +6,10 @@ session and dies with its parent. Outside bwrap it runs as an unprivileged uid u
 ``prlimit`` (CPU seconds, address space, file size and number of processes), so a fork bomb,
 an endless loop or a huge file stay bounded. When the process runs as root, the roots live on a
 size-capped tmpfs, so filling the disk fills only that. A timed-out step is killed with its
-whole process tree: bwrap is PID 1 of the sandbox's PID namespace, and when it dies the kernel
-kills everything inside.
+whole process tree: the shell is PID 1 of the sandbox's PID namespace and dies with bwrap, and
+when PID 1 dies the kernel kills everything inside. From inside, the sandbox looks like a
+container: the process list holds the shell and its children, never bwrap's command line or a
+host path.
 """
 
 from __future__ import annotations
@@ -273,6 +275,9 @@ class Sandbox:
             "0",
             "--die-with-parent",
             "--new-session",
+            # the shell itself is PID 1 of the sandbox: the agent's process list shows the shell and
+            # its children, as in a container, and never bwrap's command line (the host's paths)
+            "--as-pid-1",
             "--bind",
             str(self.root),
             "/",
