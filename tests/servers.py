@@ -145,3 +145,116 @@ def transformers_serve(model_dir: str | Path, timeout: float = 180.0) -> Iterato
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+#: the faults FaultyServer injects, and the cause the client counts each one under
+FAULT_CAUSES = {
+    "500": "server_error",
+    "429": "rate_limited",
+    "drop": "connection",
+    "stall": "timeout",
+    "truncated": "bad_response",
+}
+
+
+class FaultyServer:
+    """An OpenAI-style server that answers each attempt with a fault or a valid reply, in a seeded
+    mix: 500s, 429s with ``Retry-After``, dropped connections, stalls past the client's timeout,
+    truncated JSON, and valid replies from ``responder`` (usage: 11 prompt and 3 completion
+    tokens each). The first attempts get one fault of each kind, so that every kind happens;
+    after them the choice is seeded by the request's content and how often that content was
+    asked before. ``injected`` counts what was sent by kind (``ok`` included)."""
+
+    def __init__(
+        self,
+        responder: Callable[[dict], str],
+        *,
+        seed: int = 0,
+        fault_rate: float = 0.5,
+        stall_s: float = 1.5,
+        max_faults_in_a_row: int = 3,
+    ) -> None:
+        import random
+        from collections import Counter
+
+        self.responder, self.seed, self.rate, self.stall_s = responder, seed, fault_rate, stall_s
+        self.max_in_a_row = max_faults_in_a_row
+        self.injected: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+        self._first = sorted(FAULT_CAUSES)
+        self._lock = threading.Lock()
+        server = self
+
+        def choose(body: dict) -> str:
+            key = json.dumps(body["messages"], sort_keys=True)
+            with server._lock:
+                n = server.attempts[key]
+                server.attempts[key] += 1
+                if server._first and n < server.max_in_a_row:
+                    return server._first.pop()
+            rng = random.Random(f"{server.seed}/{key}/{n}")
+            if n >= server.max_in_a_row or rng.random() >= server.rate:
+                return "ok"
+            return rng.choice(sorted(FAULT_CAUSES))
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                kind = choose(body)
+                with server._lock:
+                    server.injected[kind] += 1
+                if kind == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if kind == "stall":
+                    time.sleep(server.stall_s)
+                if kind in ("500", "429"):
+                    extra = {"Retry-After": "0"} if kind == "429" else {}
+                    self._send(int(kind), json.dumps({"error": {"message": kind}}).encode(), extra)
+                    return
+                reply = {
+                    "id": "c",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": server.responder(body)},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+                }
+                data = json.dumps(reply).encode()
+                self._send(200, data[: len(data) // 2] if kind == "truncated" else data)
+
+            def _send(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a stall past its timeout)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> FaultyServer:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -11,13 +11,14 @@ from test_loop import TINY
 
 from leap.config import load_config
 from leap.envs import env_spec, make_env
+from leap.io import read_jsonl
 from leap.loop import LeapRun
 from leap.models import load_chat_model, resolve_model_path
 from leap.models.cache import CachedChatModel
 from leap.rollout import run_episodes
 from leap.teachers import Budget, BudgetExceeded, LLMTeacher
 
-from servers import ScriptedServer, transformers_serve
+from servers import FAULT_CAUSES, FaultyServer, ScriptedServer, transformers_serve
 
 
 def _failed_episodes(n: int = 2, horizon: int = 3):
@@ -176,3 +177,53 @@ def test_demonstrations_from_a_log_file_get_llm_reasons(tmp_path) -> None:
     for sample in samples:
         action = sample["completion"].split("\nACTION: ")[1]
         assert sample["completion"] == f"REASON: I want to {action}.\nACTION: {action}"
+
+
+def test_a_run_survives_a_faulty_teacher_server(tmp_path) -> None:
+    """500s, 429s with Retry-After, dropped connections, stalls past the timeout and truncated
+    JSON, mixed with valid replies: the run finishes, every fault is retried and counted by its
+    cause, no failed episode goes without its correction record, and the budget counts only the
+    replies that arrived."""
+    with FaultyServer(_look_everywhere, seed=3, fault_rate=0.6, stall_s=1.0) as server:
+        data = json.loads(json.dumps(TINY))
+        data.update(name="faulty", output_dir=str(tmp_path))
+        data["loop"] = {"iterations": 1, "rollouts_per_iteration": 4}
+        data["teacher"] = {
+            "kind": "llm",
+            "model": "openai:teacher",
+            "base_url": server.base_url,
+            "timeout_s": 0.5,
+            "request_retries": 4,
+            "max_concurrency": 4,
+        }
+        path = tmp_path / "faulty.yaml"
+        path.write_text(yaml.safe_dump(data))
+        summary = LeapRun(load_config(path)).run()
+    assert [r["iteration"] for r in summary["iterations"]] == [0, 1] and not summary["stopped_early"]
+    run = tmp_path / "faulty"
+    faults = {kind: n for kind, n in server.injected.items() if kind != "ok"}
+    assert set(faults) == set(FAULT_CAUSES), server.injected  # every kind of fault happened
+    counted: dict[str, int] = {}
+    paid = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    for k in (1,):
+        stats = json.loads((run / f"iter_{k}" / "teacher_stats.json").read_text())
+        for key, n in stats["usage"].items():
+            if key.startswith("faults/"):
+                counted[key.removeprefix("faults/")] = counted.get(key.removeprefix("faults/"), 0) + n
+        paid["prompt_tokens"] += stats["usage"]["prompt_tokens"]
+        paid["completion_tokens"] += stats["usage"]["completion_tokens"]
+        paid["cost_usd"] += stats["cost_usd"]
+        assert stats["usage"]["failures"] == 0  # each request got through within its retries
+        episodes = {e["episode_id"]: e for e in read_jsonl(run / f"iter_{k}" / "rollout" / "episodes.jsonl")}
+        corrections = list(read_jsonl(run / f"iter_{k}" / "corrections.jsonl"))
+        failed = [e for e in episodes.values() if not e["success"]]
+        assert len(corrections) == len(failed) == stats["episodes_corrected"]  # nothing lost
+        for c in corrections:
+            assert len(c["steps"]) == len(episodes[c["episode_id"]]["steps"])
+    assert counted == {FAULT_CAUSES[kind]: n for kind, n in faults.items()}
+    # only the replies that arrived were paid for: 11 + 3 tokens each at the default prices
+    delivered = server.injected["ok"]
+    assert paid["prompt_tokens"] == 11 * delivered and paid["completion_tokens"] == 3 * delivered
+    assert paid["cost_usd"] == pytest.approx(Budget().cost(11 * delivered, 3 * delivered))
+    cached = list(read_jsonl(run / "teacher_cache.jsonl"))
+    assert len(cached) == delivered  # every paid reply is kept: a resumed run pays nothing twice

@@ -26,6 +26,7 @@ def test_retries_rate_limits_then_succeeds() -> None:
         "failures": 0,
         "prompt_tokens": 11,
         "completion_tokens": 3,
+        "faults/rate_limited": 2,  # the two 429s, retried and not paid for
     }
 
 

@@ -138,7 +138,13 @@ class RunParts:
             model = load_model(
                 t.model,
                 {"device": s.device, "dtype": s.dtype},
-                {"base_url": t.base_url, "api_key_env": t.api_key_env, "max_concurrency": t.max_concurrency},
+                {
+                    "base_url": t.base_url,
+                    "api_key_env": t.api_key_env,
+                    "max_concurrency": t.max_concurrency,
+                    "timeout": t.timeout_s,
+                    "max_retries": t.request_retries,
+                },
             )
             self._teacher_model = CachedChatModel(model, self.layout.teacher_cache)
         return self._teacher_model

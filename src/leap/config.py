@@ -42,6 +42,11 @@ class TeacherSection(StrictModel):
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     max_concurrency: int = Field(default=8, ge=1)
+    #: an openai: teacher's seconds per request attempt, and attempts after a failed one (429,
+    #: 5xx, dropped connection, timeout, unreadable reply), each counted by cause
+    timeout_s: float = Field(default=120.0, gt=0)
+    request_retries: int = Field(default=4, ge=0)
+    #: requests again for replies that are unusable as a whole (no JSON, wrong length)
     max_retries: int = Field(default=2, ge=0)
     temperature: float = Field(default=0.0, ge=0)
     max_new_tokens: int = Field(default=1024, ge=1)

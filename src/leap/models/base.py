@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 Message = dict[str, str]
 Conversation = list[Message]
@@ -31,6 +32,9 @@ class Generation:
     completion_tokens: int = 0
     #: set when the request failed after all retries; ``text`` is then empty
     error: str | None = None
+    #: failed attempts before the final one, by cause (rate_limited, server_error, timeout,
+    #: connection, bad_response); none of them was paid for
+    faults: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,6 +45,8 @@ class Usage:
     failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: failed attempts (retried or final) by cause, over every request
+    faults: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -51,9 +57,13 @@ class Usage:
             self.failures += generation.error is not None
             self.prompt_tokens += generation.prompt_tokens
             self.completion_tokens += generation.completion_tokens
+            self.faults.update(generation.faults)
 
     def to_dict(self) -> dict[str, int]:
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        """The counters; faults by cause as ``faults/CAUSE`` (present once one happened)."""
+        out = {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "faults"}
+        out.update({f"faults/{cause}": n for cause, n in sorted(self.faults.items())})
+        return out
 
 
 class ChatModel(ABC):

@@ -1,16 +1,22 @@
 """Any OpenAI-compatible chat server: api.openai.com, vLLM, llama.cpp, ``transformers serve``.
 
-Requests run concurrently up to a limit. The ``openai`` client retries 408/409/429/5xx answers,
-connection errors and timeouts with exponential backoff; a request that still fails becomes a
-Generation with ``error`` set, so a dead server costs replies, never the run.
+Requests run concurrently up to a limit. 408/409/429/5xx answers, dropped connections, timeouts
+and unreadable replies (truncated JSON) are retried with exponential backoff (a 429's
+``Retry-After`` is honoured) and counted by cause in ``usage.faults``; a request that still fails
+becomes a Generation with ``error`` set, so a dead server costs replies, never the run. Tokens
+are counted only from replies that arrived, which is what a provider bills.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
+import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import openai
 
@@ -28,6 +34,7 @@ class OpenAIChatModel(ChatModel):
     max_concurrency: requests in flight at once.
     max_retries: retries per request on 429/5xx/timeouts, with exponential backoff.
     timeout: seconds per request attempt.
+    backoff: seconds before the first retry (doubled for each further one, at most 30 s).
     """
 
     def __init__(
@@ -39,6 +46,7 @@ class OpenAIChatModel(ChatModel):
         max_concurrency: int = 8,
         max_retries: int = 4,
         timeout: float = 120.0,
+        backoff: float = 0.5,
     ) -> None:
         super().__init__()
         key = os.environ.get(api_key_env)
@@ -53,25 +61,42 @@ class OpenAIChatModel(ChatModel):
         self.model = model
         self.max_concurrency = max_concurrency
         self._warned_constraints = False
-        self.client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=max_retries, timeout=timeout)
+        self.max_retries, self.backoff = max_retries, backoff
+        # retries are made here, so that each failed attempt is counted by its cause
+        self.client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
 
     def _one(self, conversation: Conversation, kwargs: dict[str, object], stop: Sequence[str]) -> Generation:
-        try:
-            response = self.client.chat.completions.create(
-                model=self.model,
-                messages=conversation,
-                **kwargs,  # type: ignore[arg-type]
-            )
-            text = response.choices[0].message.content or "" if response.choices else ""
-            usage = response.usage
-            gen = Generation(
-                cut_at_stop(text, stop),
-                usage.prompt_tokens if usage else 0,
-                usage.completion_tokens if usage else 0,
-            )
-        except openai.OpenAIError as exc:
-            log.warning("%s: request failed after retries: %s", self.name, exc)
-            gen = Generation("", error=f"{type(exc).__name__}: {exc}")
+        faults: Counter[str] = Counter()
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self.client.chat.completions.create(
+                    model=self.model,
+                    messages=conversation,
+                    **kwargs,  # type: ignore[arg-type]
+                )
+                choices = response.choices
+                if not isinstance(choices, list):  # a body that is not a completion
+                    raise ValueError("the reply has no choices")
+                text = (choices[0].message.content or "") if choices else ""
+                usage = response.usage
+                gen = Generation(
+                    cut_at_stop(text, stop),
+                    usage.prompt_tokens if usage else 0,
+                    usage.completion_tokens if usage else 0,
+                    faults=dict(faults),
+                )
+                break
+            except (openai.OpenAIError, ValueError, AttributeError, TypeError) as exc:
+                cause, wait = _fault(exc)
+                faults[cause] += 1
+                if cause == "client_error" or attempt == self.max_retries:
+                    log.warning(
+                        "%s: request failed (%s, %d attempts): %s", self.name, cause, attempt + 1, exc
+                    )
+                    gen = Generation("", error=f"{cause}: {type(exc).__name__}: {exc}", faults=dict(faults))
+                    break
+                delay = wait if wait is not None else min(30.0, self.backoff * 2**attempt)
+                time.sleep(delay * (1 + 0.25 * random.random()))
         self.usage.add(gen)
         return gen
 
@@ -104,3 +129,32 @@ class OpenAIChatModel(ChatModel):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asks to wait (``retry-after-ms`` or ``Retry-After`` in seconds), at
+    most a minute; None when it does not say."""
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return min(60.0, max(0.0, float(value) * scale))
+            except ValueError:
+                continue
+    return None
+
+
+def _fault(exc: Exception) -> tuple[str, float | None]:
+    """The cause of a failed attempt, and how long the server asked us to wait (Retry-After)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout", None
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection", None
+    if isinstance(exc, openai.APIStatusError):
+        status, wait = exc.status_code, _retry_after(exc.response.headers)
+        if status == 429:
+            return "rate_limited", wait
+        if status >= 500 or status in (408, 409):
+            return "server_error", wait
+        return "client_error", None  # 400/401/404...: asking again will not help
+    return "bad_response", None
