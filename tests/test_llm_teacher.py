@@ -221,6 +221,7 @@ def test_a_run_survives_a_faulty_teacher_server(tmp_path) -> None:
         for c in corrections:
             assert len(c["steps"]) == len(episodes[c["episode_id"]]["steps"])
     assert counted == {FAULT_CAUSES[kind]: n for kind, n in faults.items()}
+    print(f"\nfaults injected and survived, by cause: {counted}; replies delivered: {server.injected['ok']}")
     # only the replies that arrived were paid for: 11 + 3 tokens each at the default prices
     delivered = server.injected["ok"]
     assert paid["prompt_tokens"] == 11 * delivered and paid["completion_tokens"] == 3 * delivered
