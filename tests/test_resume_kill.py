@@ -76,6 +76,22 @@ def _stage(log: Path) -> str:
     return next((s for s in STAGES if s in last), "start-up")
 
 
+def _assert_same_run(alone: Path, killed: Path) -> None:
+    """The killed and resumed run ends where the run left alone ended."""
+    from leap.io import read_jsonl
+
+    for k in (0, 1, 2):
+        for name in ("samples.jsonl", "train/sft.jsonl"):
+            a, b = alone / f"iter_{k}" / name, killed / f"iter_{k}" / name
+            assert a.read_bytes() == b.read_bytes(), f"{killed.name}: iter_{k}/{name} differs after the kills"
+    summary_a = json.loads((alone / "summary.json").read_text())
+    summary_b = json.loads((killed / "summary.json").read_text())
+    summary_a["name"] = summary_b["name"]
+    assert summary_a == summary_b
+    keys = [row["key"] for row in read_jsonl(killed / "teacher_cache.jsonl")]
+    assert len(keys) == len(set(keys)), "a teacher request was stored twice"
+
+
 def _reached(mark: Path, before: set[Path], run: Path) -> bool:
     """The kill moment: ``mark`` was written, or, when it was already there before this
     attempt, the attempt wrote a file of its own."""
@@ -93,8 +109,6 @@ def test_twenty_random_kills_change_nothing(tmp_path) -> None:
     import random
 
     from test_llm_teacher import _look_everywhere
-
-    from leap.io import read_jsonl
 
     from servers import ScriptedServer
 
@@ -117,49 +131,45 @@ def test_twenty_random_kills_change_nothing(tmp_path) -> None:
 
         # 20 kill moments spread over the whole run: just after one of the files the run left
         # alone wrote (seeded choice, in the order they were written, leaving out the last
-        # tenth of the run so that work is left to kill), plus up to a second; a target already
-        # passed kills just after the next new file instead
+        # tenth of the run so that work is left to kill), plus up to half a second; a target
+        # already passed kills just after the next new file instead
         rng = random.Random(20)
         files = [p for p in alone_dir.rglob("*") if p.is_file()]
         start = min(p.stat().st_mtime for p in files)
         end = start + 0.9 * ((alone_dir / "summary.json").stat().st_mtime - start)
         written = sorted((p for p in files if p.stat().st_mtime < end), key=lambda p: p.stat().st_mtime)
-        targets = sorted(rng.sample(written, 20), key=lambda p: p.stat().st_mtime)
-        path, killed = config("killed"), tmp_path / "killed"
         stages: dict[str, int] = {}
-        kills = 0
-        for i, target in enumerate(targets):
-            log = tmp_path / f"killed-{i}.log"
-            before = {p for p in killed.rglob("*") if p.is_file()} if killed.exists() else set()
-            mark = killed / target.relative_to(alone_dir)
-            proc = _start(path, log)
-            deadline = time.monotonic() + 600
-            while not _reached(mark, before, killed) and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 1.0))
-            if proc.poll() is not None:
-                assert proc.returncode == 0, log.read_text()[-3000:]
-                break  # it finished before this kill
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            kills += 1
-            stage = _stage(log)
-            stages[stage] = stages.get(stage, 0) + 1
-        final = _start(path, tmp_path / "final.log")
-        assert final.wait(timeout=900) == 0, (tmp_path / "final.log").read_text()[-3000:]
+        kills, rounds = 0, 0
+        # a killed run that finishes before all its kills landed is compared, and another run
+        # takes the kills that are left, until 20 have landed
+        while kills < 20:
+            name = f"killed-{rounds}"
+            path, killed = config(name), tmp_path / name
+            for target in sorted(rng.sample(written, 20 - kills), key=lambda p: p.stat().st_mtime):
+                log = tmp_path / f"{name}-{kills}.log"
+                before = {p for p in killed.rglob("*") if p.is_file()} if killed.exists() else set()
+                mark = killed / target.relative_to(alone_dir)
+                proc = _start(path, log)
+                deadline = time.monotonic() + 600
+                while (
+                    not _reached(mark, before, killed) and proc.poll() is None and time.monotonic() < deadline
+                ):
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(0.0, 0.5))
+                if proc.poll() is not None:
+                    assert proc.returncode == 0, log.read_text()[-3000:]
+                    break  # it finished before this kill
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                stage = _stage(log)
+                stages[stage] = stages.get(stage, 0) + 1
+            final = _start(path, tmp_path / f"{name}-final.log")
+            assert final.wait(timeout=900) == 0, (tmp_path / f"{name}-final.log").read_text()[-3000:]
+            _assert_same_run(alone_dir, killed)
+            rounds += 1
         print(
-            f"\nkill points survived: {kills} ({stages}); teacher requests {len(server.requests)} "
-            f"(the run left alone: {paid_alone})"
+            f"\nkill points survived: {kills} in {rounds} run(s) ({stages}); teacher requests "
+            f"{len(server.requests)} (one run left alone: {paid_alone})"
         )
-
-    for k in (0, 1, 2):
-        for name in ("samples.jsonl", "train/sft.jsonl"):
-            a, b = alone_dir / f"iter_{k}" / name, killed / f"iter_{k}" / name
-            assert a.read_bytes() == b.read_bytes(), f"iter_{k}/{name} differs after the kills"
-    summary_a = json.loads((alone_dir / "summary.json").read_text())
-    summary_b = json.loads((killed / "summary.json").read_text())
-    summary_a["name"] = summary_b["name"]
-    assert summary_a == summary_b
-    keys = [row["key"] for row in read_jsonl(killed / "teacher_cache.jsonl")]
-    assert len(keys) == len(set(keys)), "a teacher request was stored twice"
     assert kills == 20 and len(stages) >= 4, stages

@@ -293,7 +293,12 @@ class LeapRun:
             task_successes(baseline / "episodes.jsonl"), task_successes(test), seed=self.config.seed
         )
         result = {"baseline": label, "leap_iteration": k, **result}
-        self._metric(k, "compare", **result)
+        logged = self.layout.metrics.is_file() and any(
+            row.get("stage") == "compare" and all(row.get(key) == value for key, value in result.items())
+            for row in read_jsonl(self.layout.metrics)
+        )
+        if not logged:  # a resumed run that has nothing left to do changes nothing
+            self._metric(k, "compare", **result)
         return result
 
     def matched_bc(self, k: int) -> dict[str, Any]:
