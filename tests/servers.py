@@ -23,7 +23,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ScriptedServer:
+class _LocalServer:
+    """A threaded HTTP server on a free loopback port, started and stopped as a context."""
+
+    httpd: ThreadingHTTPServer
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def completion(model: str, text: str, n: int = 0) -> dict:
+    """A chat completion as an OpenAI-compatible server returns it (11 prompt, 3 completion tokens)."""
+    return {
+        "id": f"c{n}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+    }
+
+
+class ScriptedServer(_LocalServer):
     """Answers /v1/chat/completions: the first ``fail_first`` requests get ``fail_status``, then
     a reply echoing the last user message. Tracks requests and the most in flight at once."""
 
@@ -57,24 +88,7 @@ class ScriptedServer:
                     if n <= server.fail_first:
                         self._send(server.fail_status, {"error": {"message": "slow down", "type": "rate"}})
                         return
-                    text = server.responder(body)
-                    self._send(
-                        200,
-                        {
-                            "id": f"c{n}",
-                            "object": "chat.completion",
-                            "created": 0,
-                            "model": body["model"],
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": text},
-                                }
-                            ],
-                            "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
-                        },
-                    )
+                    self._send(200, completion(body["model"], server.responder(body), n))
                 finally:
                     with server._lock:
                         server.in_flight -= 1
@@ -88,16 +102,7 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> ScriptedServer:
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._listen(Handler)
 
 
 @contextlib.contextmanager
@@ -157,7 +162,7 @@ FAULT_CAUSES = {
 }
 
 
-class FaultyServer:
+class FaultyServer(_LocalServer):
     """An OpenAI-style server that answers each attempt with a fault or a valid reply, in a seeded
     mix: 500s, 429s with ``Retry-After``, dropped connections, stalls past the client's timeout,
     truncated JSON, and valid replies from ``responder`` (usage: 11 prompt and 3 completion
@@ -218,20 +223,7 @@ class FaultyServer:
                     extra = {"Retry-After": "0"} if kind == "429" else {}
                     self._send(int(kind), json.dumps({"error": {"message": kind}}).encode(), extra)
                     return
-                reply = {
-                    "id": "c",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [
-                        {
-                            "index": 0,
-                            "finish_reason": "stop",
-                            "message": {"role": "assistant", "content": server.responder(body)},
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
-                }
+                reply = completion(body["model"], server.responder(body))
                 data = json.dumps(reply).encode()
                 self._send(200, data[: len(data) // 2] if kind == "truncated" else data)
 
@@ -247,14 +239,4 @@ class FaultyServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a stall past its timeout)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> FaultyServer:
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._listen(Handler)
