@@ -286,10 +286,10 @@ def _print_plan(cfg: Any) -> None:
 
 
 def _rate_cell(r: dict[str, Any] | None) -> str:
-    """'12.5 [2.2, 47.1] n=8': success % with its Wilson 95 % interval and episode count."""
-    from leap.evaluate import interval_text
+    """'12.5 % [2.2, 47.1] (n=8)': success % with its Wilson 95 % interval and episode count."""
+    from leap.stats import rate_text
 
-    return f"{100 * r['success_rate']:.1f} {interval_text(r)} n={r['n_episodes']}" if r else ""
+    return rate_text(r["success_rate"], r["n_episodes"], r.get("n_successes")) if r else ""
 
 
 def _print_run_summary(summary: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -148,15 +149,15 @@ class RunConfig(StrictModel):
             spec = env_spec(self.env.name)
         except UnknownEnvironmentError as exc:
             raise ConfigError(f"env.name: {exc}") from None
+        d = self.demos
         checks: list[tuple[str, Callable[[], object]]] = []
         if self.teacher.kind == "programmatic":
-            checks.append(("teacher.privilege", lambda: spec.check_teacher_level(self.teacher.privilege)))
-        if self.demos.source == "expert":
-            if self.demos.expert == "teacher":
-                key = "demos.privilege" if self.demos.privilege is not None else "teacher.privilege"
-                checks.append((key, lambda: spec.check_teacher_level(self.demo_privilege)))
-            elif self.demos.expert not in spec.experts:
-                checks.append(("demos.expert", lambda: spec.expert_class(self.demos.expert)))
+            checks.append(("teacher.privilege", partial(spec.check_teacher_level, self.teacher.privilege)))
+        if d.source == "expert" and d.expert == "teacher":
+            key = "demos.privilege" if d.privilege is not None else "teacher.privilege"
+            checks.append((key, partial(spec.check_teacher_level, self.demo_privilege)))
+        elif d.source == "expert":
+            checks.append(("demos.expert", partial(spec.expert_class, d.expert)))
         for key, check in checks:
             try:
                 check()

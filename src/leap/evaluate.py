@@ -14,7 +14,7 @@ from leap.envs.registry import make_env
 from leap.io import append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl
 from leap.policy import Policy
 from leap.rollout import Episode, run_episodes
-from leap.stats import wilson
+from leap.stats import interval_text, wilson
 
 
 def _rates(episodes: Sequence[Episode]) -> dict[str, Any]:
@@ -64,10 +64,9 @@ def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
     return summary
 
 
-def interval_text(rates: dict[str, Any]) -> str:
-    """'[3.5, 36.0]': the Wilson 95 % interval of a success rate, in %."""
-    low, high = wilson(round(rates["success_rate"] * rates["n_episodes"]), rates["n_episodes"])
-    return f"[{100 * low:.1f}, {100 * high:.1f}]"
+def rates_interval(rates: dict[str, Any]) -> str:
+    """The Wilson 95 % interval of an evaluation's success rate (``leap.stats.interval_text``)."""
+    return interval_text(rates["success_rate"], rates["n_episodes"], rates.get("n_successes"))
 
 
 def task_successes(episodes_file: Path) -> dict[str, float]:
@@ -86,7 +85,7 @@ def results_table(summary: dict[str, Any], title: str) -> Table:
             name,
             str(r["n_episodes"]),
             f"{100 * r['success_rate']:.1f}",
-            interval_text(r),
+            rates_interval(r),
             f"{100 * r['mean_score']:.1f}",
             f"{r['mean_actions']:.2f}",
             f"{100 * r['invalid_action_rate']:.1f}",

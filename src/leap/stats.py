@@ -67,11 +67,15 @@ def paired_difference(
     }
 
 
+def interval_text(rate: float, n: int, successes: int | None = None) -> str:
+    """'[2.2, 47.1]': the Wilson 95 % interval of a success rate, in %."""
+    low, high = wilson(round(rate * n) if successes is None else successes, n)
+    return f"[{100 * low:.1f}, {100 * high:.1f}]"
+
+
 def rate_text(rate: float, n: int, successes: int | None = None) -> str:
-    """'12.5 % [3.5, 36.0] (n=8)': a success rate with its Wilson 95 % interval."""
-    k = round(rate * n) if successes is None else successes
-    low, high = wilson(k, n)
-    return f"{100 * rate:.1f} % [{100 * low:.1f}, {100 * high:.1f}] (n={n})"
+    """'12.5 % [2.2, 47.1] (n=8)': a success rate with its Wilson 95 % interval."""
+    return f"{100 * rate:.1f} % {interval_text(rate, n, successes)} (n={n})"
 
 
 def difference_text(comparison: Mapping[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from leap.evaluate import SCORE_PARTS, interval_text
+from leap.evaluate import SCORE_PARTS, rates_interval
 from leap.reports.rundata import RunData
 from leap.stats import difference_text
 
@@ -42,7 +42,7 @@ def _headline_cells(row: dict[str, Any] | None) -> list[str]:
         return [""] * len(HEADLINE)
     return [
         pct(row["success_rate"]),
-        interval_text(row),
+        rates_interval(row),
         str(row["n_episodes"]),
         num(row["mean_actions"]),
         pct(row["invalid_action_rate"]),
