@@ -15,7 +15,7 @@ first reply token, just as the prompt's last token does in a separate row.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -121,37 +121,120 @@ def pack_shared_prefixes(rows: list[dict[str, list[int]]], max_length: int) -> l
     return [t.to_row() for t in trunks]
 
 
+#: how a collator hands over the tree mask: "bool" (sdpa: True where a token may attend),
+#: "float" (eager attention: 0 or the most negative float, added to the scores) or "block"
+#: (a flex-attention BlockMask: only the blocks that hold allowed pairs are computed)
+MaskKind = Literal["bool", "float", "block"]
+
+
+def tree_allowed(
+    q: Any, kv: Any, seq_q: Any, seq_kv: Any, branch_q: Any, branch_kv: Any, anchor_q: Any
+) -> Any:
+    """Whether query ``q`` may attend to key ``kv`` (tensors broadcast): both in the same packed
+    row (``seq``; padding is a row of its own), causally, and either in the same branch (the trunk
+    is branch 0) or the key in the trunk before the query's anchor (an absolute index)."""
+    same_branch = branch_q == branch_kv
+    sees_trunk = (branch_kv == 0) & ((branch_q == 0) | (kv < anchor_q))
+    return (kv <= q) & (seq_q == seq_kv) & (same_branch | sees_trunk)
+
+
 class PrefixTreeCollator:
-    """Pads packed rows and builds their 4D attention mask: trunk tokens attend causally to the
-    trunk; branch tokens to the trunk before their anchor and causally to their own branch."""
+    """Pads packed rows and builds their attention mask: trunk tokens attend causally to the
+    trunk; branch tokens to the trunk before their anchor and causally to their own branch.
 
-    def __init__(self, pad_token_id: int, *, boolean_mask: bool = True) -> None:
+    Args:
+        pad_token_id: the padding token.
+        mask: the form of the mask (:data:`MaskKind`).
+        concatenate: put all rows of a micro-batch one after another in a single sequence (they
+            never see each other): no padding between rows, and with a block mask the attention
+            cost is that of the separate rows. Without it each row is a batch row (a dense mask
+            over a concatenation would cost the square of its length).
+        multiple_of: pad the sequence length to a multiple of this (fewer distinct shapes for
+            compiled kernels).
+        device: where a block mask is built (it is built for the device that uses it).
+    """
+
+    def __init__(
+        self,
+        pad_token_id: int,
+        *,
+        mask: MaskKind = "bool",
+        concatenate: bool = False,
+        multiple_of: int = 1,
+        device: str = "cpu",
+    ) -> None:
+        if mask not in ("bool", "float", "block"):
+            raise ValueError(f"unknown mask kind {mask!r}; use bool, float or block")
         self.pad_token_id = pad_token_id
-        #: sdpa takes a boolean mask (True: attend); eager attention an additive float one
-        self.boolean_mask = boolean_mask
+        self.mask = mask
+        self.concatenate = concatenate
+        self.multiple_of = max(1, multiple_of)
+        self.device = device
+        #: the tokens of each micro-batch handed out so far, padding excluded (for throughput;
+        #: a data loader may fetch a batch ahead of the one being trained)
+        self.counts: list[int] = []
 
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        width = max(len(f["input_ids"]) for f in features)
-
-        def padded(name: str, value: int) -> torch.Tensor:
-            return torch.tensor([list(f[name]) + [value] * (width - len(f[name])) for f in features])
-
-        input_ids = padded("input_ids", self.pad_token_id)
-        branch = padded("branch", -1)  # padding: a branch of its own that nobody sees
-        anchor = padded("anchor", 0)
-        index = torch.arange(width)
-        causal = index[None, :] <= index[:, None]
-        same = branch[:, :, None] == branch[:, None, :]
-        trunk_key = (branch == 0)[:, None, :]
-        sees_trunk = trunk_key & ((branch == 0)[:, :, None] | (index[None, None, :] < anchor[:, :, None]))
-        allowed = causal[None] & (same | sees_trunk)
-        allowed |= torch.eye(width, dtype=torch.bool)[None]  # a padding query attends to itself
-        mask = allowed[:, None]
-        if not self.boolean_mask:
-            mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
-        return {
-            "input_ids": input_ids,
-            "labels": padded("labels", IGNORE),
-            "position_ids": padded("position_ids", 0),
-            "attention_mask": mask,
+    def _rows(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        groups = [features] if self.concatenate else [[f] for f in features]
+        names = ("input_ids", "labels", "position_ids", "seq", "branch", "anchor")
+        rows: list[dict[str, list[int]]] = []
+        for group in groups:
+            row: dict[str, list[int]] = {name: [] for name in names}
+            for s, f in enumerate(group):
+                offset, n = len(row["input_ids"]), len(f["input_ids"])
+                row["input_ids"] += f["input_ids"]
+                row["labels"] += f["labels"]
+                row["position_ids"] += f["position_ids"]
+                row["seq"] += [s] * n
+                row["branch"] += f["branch"]
+                row["anchor"] += [offset + a for a in f["anchor"]]
+            rows.append(row)
+        self.counts.append(sum(len(r["input_ids"]) for r in rows))
+        width = max(len(r["input_ids"]) for r in rows)
+        width = -(-width // self.multiple_of) * self.multiple_of
+        # padding: a row (and a branch) of its own, seen by nobody else
+        fill = {
+            "input_ids": self.pad_token_id,
+            "labels": IGNORE,
+            "position_ids": 0,
+            "seq": -1,
+            "branch": -1,
+            "anchor": 0,
         }
+        return {
+            name: torch.tensor([r[name] + [fill[name]] * (width - len(r[name])) for r in rows])
+            for name in names
+        }
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        t = self._rows(features)
+        seq, branch, anchor = t.pop("seq"), t.pop("branch"), t.pop("anchor")
+        if self.mask == "block":
+            t["attention_mask"] = self._block_mask(seq, branch, anchor)
+            return t
+        index = torch.arange(seq.shape[1])
+        allowed = tree_allowed(
+            index[:, None],
+            index[None, :],
+            seq[:, :, None],
+            seq[:, None, :],
+            branch[:, :, None],
+            branch[:, None, :],
+            anchor[:, :, None],
+        )
+        mask = allowed[:, None]
+        if self.mask == "float":
+            mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+        t["attention_mask"] = mask
+        return t
+
+    def _block_mask(self, seq: torch.Tensor, branch: torch.Tensor, anchor: torch.Tensor) -> Any:
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        seq, branch, anchor = (x.to(self.device) for x in (seq, branch, anchor))
+
+        def mask_mod(b: Any, h: Any, q: Any, kv: Any) -> Any:
+            return tree_allowed(q, kv, seq[b, q], seq[b, kv], branch[b, q], branch[b, kv], anchor[b, q])
+
+        width = seq.shape[1]
+        return create_block_mask(mask_mod, seq.shape[0], None, width, width, device=self.device)

@@ -43,6 +43,14 @@ class TrainSettings(StrictModel):
     bf16: bool | Literal["auto"] = "auto"
     gradient_checkpointing: bool = False
     device: str = "auto"
+    #: "leap": the loss computed by leap (the language-model head only at labelled positions,
+    #: no per-step entropy/accuracy syncs) and, on CUDA, a fused optimizer; "trl": TRL's own loss,
+    #: the reference ``benchmarks/train_throughput.py`` compares with
+    engine: Literal["leap", "trl"] = "leap"
+    #: attention of packed SFT rows: "flex" puts all rows of an optimizer step in one sequence
+    #: with a block mask (only the blocks of the prefix trees are computed); "sdpa" trains one row
+    #: per micro-batch with a dense mask; "auto": flex on CUDA (engine leap), sdpa elsewhere
+    attention: Literal["auto", "sdpa", "flex"] = "auto"
     #: further TRL trainer arguments, passed as they are
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -101,14 +109,106 @@ def _packed_sft_dataset(dataset: Any, tokenizer: Any, max_length: int) -> Any:
     return Dataset.from_list(packed)
 
 
-def _tree_collator(model: Any, tokenizer: Any) -> Any:
-    """Packed rows need a 4D attention mask: boolean for sdpa, additive for eager attention."""
+def _attention(settings: TrainSettings, device: str) -> Literal["sdpa", "flex"]:
+    """The attention packed SFT rows train with (``TrainSettings.attention``)."""
+    if settings.attention == "flex" and not device.startswith("cuda"):
+        raise ValueError("train.attention: flex attention trains on CUDA only (PyTorch has no CPU backward)")
+    if settings.attention != "auto":
+        return settings.attention
+    return "flex" if device.startswith("cuda") and settings.engine == "leap" else "sdpa"
+
+
+def _tree_collator(model: Any, tokenizer: Any, attention: str, device: str) -> Any:
+    """Packed rows need a tree mask: a block mask over one sequence per micro-batch for flex
+    attention, a dense 4D mask per row otherwise (boolean for sdpa, additive for eager)."""
     from leap.packing import PrefixTreeCollator
 
+    pad = tokenizer.pad_token_id
+    if attention == "flex":
+        # lengths padded to flex attention's block size: fewer shapes to compile for
+        return PrefixTreeCollator(pad, mask="block", concatenate=True, multiple_of=128, device=device)
     implementation = getattr(model.config, "_attn_implementation", None) or "eager"
     if implementation not in ("sdpa", "eager"):
         raise ValueError(f"packed SFT needs sdpa or eager attention (4D masks), not {implementation!r}")
-    return PrefixTreeCollator(tokenizer.pad_token_id, boolean_mask=implementation == "sdpa")
+    return PrefixTreeCollator(pad, mask="bool" if implementation == "sdpa" else "float")
+
+
+def labelled_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+    """Cross-entropy of a causal LM computed only where a label is: the decoder runs on every
+    token, the language-model head (49k outputs for SmolLM2, about a fifth of its FLOPs) only on
+    the positions whose next token is a target. Summed, then divided by ``num_items_in_batch``
+    (the labelled tokens of the whole optimizer step) where given, else by this batch's count:
+    the same value as the model's own loss."""
+    import torch
+    import torch.nn.functional as F
+
+    from leap.packing import IGNORE
+
+    targets = F.pad(inputs["labels"][:, 1:], (0, 1), value=IGNORE)
+    keep = targets != IGNORE
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.get_decoder()(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs.get("attention_mask"),
+        position_ids=inputs.get("position_ids"),
+        use_cache=False,
+    ).last_hidden_state
+    logits = base.get_output_embeddings()(hidden[keep]).float()
+    loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    return loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+
+
+def _leap_sft_trainer(trl: Any) -> type:
+    """TRL's SFT trainer with :func:`labelled_loss` as its loss."""
+
+    class LeapSFTTrainer(trl.SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs:
+                raise NotImplementedError("the leap engine computes no logits to return")
+            return labelled_loss(model, inputs, num_items_in_batch)
+
+    return LeapSFTTrainer
+
+
+def _throughput_callback(collator: Any, device: str) -> Any:
+    """A trainer callback that times optimizer steps (synchronising CUDA first) and counts the
+    tokens of the micro-batches they trained on, for tokens per second after the first (warm-up)
+    step."""
+    import time
+
+    import torch
+    from transformers import TrainerCallback
+
+    class Throughput(TrainerCallback):
+        def __init__(self) -> None:
+            self.marks: list[tuple[float, int]] = []
+
+        def _mark(self, micro_batches: int) -> None:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            counts = getattr(collator, "counts", [])
+            self.marks.append((time.perf_counter(), sum(counts[:micro_batches])))
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._mark(0)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self._mark(state.global_step * args.gradient_accumulation_steps)
+
+        def summary(self) -> dict[str, Any]:
+            """Steady-state figures: from the end of the first step to the end of the last (the
+            first holds compilation and warm-up), or the whole run where it had one step."""
+            if len(self.marks) < 2:
+                return {}
+            first = 1 if len(self.marks) > 2 else 0
+            (t0, n0), (t1, n1) = self.marks[first], self.marks[-1]
+            out: dict[str, Any] = {"seconds_per_step": (t1 - t0) / (len(self.marks) - 1 - first)}
+            if n1 > n0:
+                out.update(tokens=n1, tokens_per_s=(n1 - n0) / (t1 - t0))
+            return out
+
+    return Throughput()
 
 
 def train_adapter(
@@ -140,9 +240,12 @@ def train_adapter(
     tokenizer.padding_side = "right"
     rows = len(dataset)
     packed = settings.rule == "sft"
+    attention = _attention(settings, device) if packed else "sdpa"
     if packed:
         dataset = _packed_sft_dataset(dataset, tokenizer, settings.max_length)
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        base_model, dtype=torch.float32, attn_implementation="flex_attention" if attention == "flex" else None
+    )
     lora = LoraConfig(
         r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
@@ -156,16 +259,21 @@ def train_adapter(
         peft_config = None
 
     checkpointing = _checkpointing_argument()
+    one_row = packed and attention == "sdpa"
+    fast = settings.engine == "leap"
+    if fast and device.startswith("cuda") and "optim" not in settings.extra:
+        settings = settings.model_copy(update={"extra": {"optim": "adamw_torch_fused", **settings.extra}})
     work = Path(tempfile.mkdtemp(prefix="leap-train-"))
     common: dict[str, Any] = dict(
         output_dir=str(work),
         num_train_epochs=settings.epochs,
-        # packed SFT sequences (whole episodes, shared prefixes) are long: one per micro-batch,
-        # and as many per optimizer step as batch_size says (activations of four 1,600-token
-        # rows took over 20 GB on CPU; one takes about 4.5 GB)
-        per_device_train_batch_size=1 if packed else settings.batch_size,
+        # packed SFT sequences (whole episodes, shared prefixes) are long: with dense masks one
+        # per micro-batch, and as many per optimizer step as batch_size says (activations of four
+        # 1,600-token rows took over 20 GB on CPU; one takes about 4.5 GB); with flex attention
+        # a micro-batch is the step's rows in one sequence
+        per_device_train_batch_size=1 if one_row else settings.batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps
-        * (settings.batch_size if packed else 1),
+        * (settings.batch_size if one_row else 1),
         learning_rate=settings.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
@@ -192,13 +300,17 @@ def train_adapter(
 
     config_name, trainer_name = TRAINERS[settings.rule]
     rule_args = {} if settings.rule == "sft" else {"beta": settings.beta}
-    trainer = getattr(trl, trainer_name)(
+    trainer_class = _leap_sft_trainer(trl) if packed and fast else getattr(trl, trainer_name)
+    collator = _tree_collator(model, tokenizer, attention, device) if packed else None
+    throughput = _throughput_callback(collator, device)
+    trainer = trainer_class(
         model=model,
         args=getattr(trl, config_name)(**rule_args, **common),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        **({"data_collator": _tree_collator(model, tokenizer)} if packed else {}),
+        callbacks=[throughput],
+        **({"data_collator": collator} if packed else {}),
     )
     result = trainer.train()
     staging = out_dir.with_name(out_dir.name + ".partial")
@@ -212,6 +324,11 @@ def train_adapter(
         "steps": trainer.state.global_step,
         "train_loss": result.training_loss,
         "train_runtime_s": result.metrics.get("train_runtime"),
+        "device": device,
+        "dtype": "bf16" if common["bf16"] else "fp32",
+        "attention": attention,
+        "engine": settings.engine,
+        **throughput.summary(),
         "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in history],
         "base_model": base_model,
         "init_adapter": None if init_adapter is None else str(init_adapter),
