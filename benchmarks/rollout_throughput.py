@@ -1,10 +1,21 @@
-"""Rollout throughput: the same model on the same episodes, sequential vs lockstep batched.
+"""Rollout throughput: the student on household episodes, the same model and tasks in every mode.
 
-Sequential runs one episode at a time with one model call per step (as the original LEAP code
-does); lockstep advances all episodes together with one batched call per step. Prints env-steps
-per second for both and their ratio (the target is >= 3x with SmolLM2 on 2 CPU cores).
+Modes (one run, one model):
 
-    python benchmarks/rollout_throughput.py --model smollm2-135m --episodes 16 --horizon 6
+  lockstep          all episodes advance together, one batched generate per step, each step
+                    resuming from the previous step's keys and values (the prefix cache): the
+                    engine a run uses
+  lockstep-nocache  the same without the prefix cache (every step recomputes its transcript)
+  sequential        one episode at a time, one model call per step (as the original LEAP code)
+
+The student is the demo's: the transcript prompt, constrained actions, greedy decoding. Prints
+env-steps/s, generated tokens/s and model FLOPs utilisation (2 x parameters per token computed,
+prompt tokens computed afresh plus generated tokens, against the device's measured matmul peak),
+and how many replies every mode shares with the first (greedy decoding: the same replies up to
+floating-point reordering).
+
+    python benchmarks/rollout_throughput.py --episodes 16 --horizon 6 --modes lockstep,sequential
+    python benchmarks/rollout_throughput.py --device cuda --random-weights --episodes 100 --horizon 20
 """
 
 from __future__ import annotations
@@ -12,83 +23,127 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
+import torch
+from _hardware import linear_parameters, matmul_peak, random_copy
 from rich.console import Console
 from rich.table import Table
 
-from leap.agents import LLMPolicy
+from leap.agents import LLMPolicy, PromptSettings
 from leap.envs import make_env
-from leap.models import load_chat_model
+from leap.models.registry import resolve_model_path
+from leap.models.transformers_backend import TransformersChatModel
 from leap.rollout import run_episodes
+
+TURNS = PromptSettings(
+    style="student", layout="turns", history_steps=20, max_observation_chars=600, list_actions=False
+)
+MODES = {"lockstep": (True, True), "lockstep-nocache": (True, False), "sequential": (False, True)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default="smollm2-135m", help="registry name or model directory")
+    parser.add_argument("--random-weights", action="store_true", help="a random model of --model's shapes")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--env", default="household")
     parser.add_argument("--split", default="valid")
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--horizon", type=int, default=6)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument(
+        "--modes", default="lockstep,lockstep-nocache", help=f"comma-separated: {', '.join(MODES)}"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
-    model = load_chat_model(args.model, dtype=args.dtype, batch_size=args.episodes)
-    policy = LLMPolicy(model, max_new_tokens=args.max_new_tokens)
+    model_dir = resolve_model_path(args.model)
+    if args.random_weights:
+        model_dir = random_copy(model_dir)
     probe = make_env(args.env)
     tasks = list(probe.task_ids(args.split))[: args.episodes]
-    model.generate([[{"role": "user", "content": "warm up"}]], max_new_tokens=4)
 
-    results = {}
-    replies = {}
-    for mode, batch_size in (("sequential", 1), ("lockstep", args.episodes)):
+    results, replies = {}, {}
+    peak = None
+    for mode in args.modes.split(","):
+        lockstep, cached = MODES[mode]
+        model = TransformersChatModel(
+            model_dir,
+            device=args.device,
+            dtype=args.dtype,
+            batch_size=args.episodes,
+            prefix_cache_mb=1024 if cached else 0,
+        )
+        if peak is None:
+            peak = matmul_peak(model.device, model.dtype)
+            params = linear_parameters(model.model.config)
+        policy = LLMPolicy(model, prompt=TURNS, max_new_tokens=args.max_new_tokens, constrain_actions=True)
+        model.generate([[{"role": "user", "content": "warm up"}]], max_new_tokens=4)
+        before = (model.usage.prompt_tokens, model.usage.completion_tokens)
         start = time.perf_counter()
         episodes = run_episodes(
-            lambda: make_env(args.env), tasks, policy, horizon=args.horizon, batch_size=batch_size, label=mode
+            lambda: make_env(args.env),
+            tasks,
+            policy,
+            horizon=args.horizon,
+            batch_size=args.episodes if lockstep else 1,
+            label=mode,
         )
         seconds = time.perf_counter() - start
+        prompt = model.usage.prompt_tokens - before[0]
+        generated = model.usage.completion_tokens - before[1]
+        cache = model.prefix_cache
+        computed = prompt - (cache.reused_tokens if cache else 0) + generated
         steps = sum(e.n_actions for e in episodes)
         results[mode] = {
             "episodes": len(episodes),
             "env_steps": steps,
             "seconds": round(seconds, 2),
             "steps_per_second": steps / seconds,
+            "generated_tokens": generated,
+            "generated_per_second": generated / seconds,
+            "computed_tokens": computed,
+            "mfu": computed * 2 * (params["layers"] + params["head"]) / seconds / peak,
         }
         replies[mode] = [s.raw for e in episodes for s in e.steps]
-    ratio = results["lockstep"]["steps_per_second"] / results["sequential"]["steps_per_second"]
-    same = sum(a == b for a, b in zip(replies["sequential"], replies["lockstep"], strict=False))
+        if args.json:  # what is done so far survives a time limit
+            Path(args.json).write_text(
+                json.dumps({"args": vars(args), "peak_flops": peak, "results": results})
+            )
+        del model, policy
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
 
+    first = next(iter(replies))
     table = Table(
-        title=f"{args.model} on {args.env}/{args.split}, dtype {model.dtype}, "
-        f"{args.episodes} episodes x horizon {args.horizon}",
+        title=f"{Path(args.model).name}{' (random weights)' if args.random_weights else ''} on {args.env}/"
+        f"{args.split}, {args.device}, {args.episodes} episodes x horizon {args.horizon}; "
+        f"matmul peak {peak / 1e12:.2f} TFLOP/s",
         title_justify="left",
     )
-    for col in ("mode", "episodes", "env steps", "seconds", "env steps/s"):
+    for col in ("mode", "env steps", "seconds", "env steps/s", "generated tok/s", "MFU", f"same as {first}"):
         table.add_column(col, justify="right")
     for mode, r in results.items():
+        same = sum(a == b for a, b in zip(replies[first], replies[mode], strict=False))
+        r["same_replies"] = same
         table.add_row(
             mode,
-            str(r["episodes"]),
             str(r["env_steps"]),
             f"{r['seconds']:.1f}",
             f"{r['steps_per_second']:.2f}",
+            f"{r['generated_per_second']:,.0f}",
+            f"{100 * r['mfu']:.2f} %",
+            f"{same}/{len(replies[first])}",
         )
-    console = Console()
-    console.print(table)
-    console.print(
-        f"lockstep / sequential: [bold]{ratio:.2f}x[/bold]   "
-        f"identical replies: {same}/{len(replies['sequential'])}"
-    )
+    Console().print(table)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"args": vars(args), "results": results, "ratio": ratio, "identical_replies": same},
-                f,
-                indent=2,
-            )
+        Path(args.json).write_text(
+            json.dumps({"args": vars(args), "peak_flops": peak, "results": results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[-60:]
 
 
+def _note(message: str) -> None:
+    """A finished stage's line: where it ran and how fast."""
+    console.print(f"[dim]{message}[/dim]")
+
+
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(code=2)
@@ -177,7 +182,7 @@ def run_command(
     from leap.loop import LeapRun
 
     started = time.perf_counter()
-    summary = LeapRun(cfg, on_stage=lambda m: console.rule(f"[bold]{m}")).run()
+    summary = LeapRun(cfg, on_stage=lambda m: console.rule(f"[bold]{m}"), on_note=_note).run()
     _print_run_summary(summary)
     console.print(
         f"run directory: {cfg.run_dir}  ({(time.perf_counter() - started) / 60:.1f} min this session)"
@@ -257,7 +262,9 @@ def sweep_command(
     from leap.loop import LeapRun
 
     def run_one(cfg: Any) -> dict[str, Any]:
-        summary = LeapRun(cfg, on_stage=lambda m: console.rule(f"[bold]{cfg.name} · {m}")).run()
+        summary = LeapRun(
+            cfg, on_stage=lambda m: console.rule(f"[bold]{cfg.name} · {m}"), on_note=_note
+        ).run()
         _print_run_summary(summary)
         _write_report(cfg.run_dir)
         return summary

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,11 +54,19 @@ class IterationResult:
 class LeapRun:
     """One run directory and the stages that fill it."""
 
-    def __init__(self, config: RunConfig, *, on_stage: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        on_stage: Callable[[str], None] | None = None,
+        on_note: Callable[[str], None] | None = None,
+    ) -> None:
         self.config = config
         self.layout = config.layout
         self.parts = RunParts(config, self.layout)
         self.on_stage = on_stage or (lambda message: log.info("%s", message))
+        #: a line about a finished stage: where it ran and how fast
+        self.on_note = on_note or (lambda message: log.info("%s", message))
         self._tracker: Tracker | None = None
 
     # -- the whole run ---------------------------------------------------------------------------
@@ -267,14 +276,17 @@ class LeapRun:
             init_adapter=init,
             seed=self.config.seed + k,
         )
+        speed = {key: metrics[key] for key in TRAIN_SPEED if key in metrics}
         self._metric(
             k,
             "train",
             rows=rows,
             samples=len(union),
             **{key: metrics[key] for key in ("steps", "train_loss", "train_runtime_s")},
+            **speed,
             loss_curve=metrics["loss_curve"],
         )
+        self.on_note(train_note(metrics))
         return adapter
 
     def validate(self, k: int) -> dict[str, Any]:
@@ -410,10 +422,12 @@ class LeapRun:
         ``policy`` is a factory, so a finished stage never loads a model."""
         if rollout_done(out):
             return json.loads((out / "summary.json").read_text()), False
+        start = time.perf_counter()
+        built = policy()
         summary = evaluate(
             self.config.env.name,
             split,
-            policy(),
+            built,
             n=n,
             offset=offset,
             out_dir=out,
@@ -422,6 +436,16 @@ class LeapRun:
             env_options=self.config.env.options,
             resume=True,
         )
+        seconds = time.perf_counter() - start
+        steps = round(summary["n_episodes"] * summary["mean_actions"])
+        summary = {
+            **summary,
+            "seconds": round(seconds, 1),
+            "env_steps_per_s": round(steps / max(seconds, 1e-9), 2),
+        }
+        model = getattr(built, "model", None)
+        where = f" on {model.describe()}" if model is not None else ""
+        self.on_note(f"{summary['n_episodes']} episodes, {steps} env steps in {seconds:.0f} s{where}")
         return summary, True
 
     def _metric(self, iteration: int | str | None, stage: str, **values: Any) -> None:
@@ -447,7 +471,22 @@ def _ranking(result: IterationResult) -> tuple[float, float, float, int]:
 
 def _headline(summary: dict[str, Any]) -> dict[str, Any]:
     keys = ("n_episodes", "success_rate", "mean_score", "mean_actions", "invalid_action_rate", "n_errored")
-    return {k: summary[k] for k in keys}
+    # how long the stage took, where it ran just now (a finished stage read back has no timing)
+    timing = {k: summary[k] for k in ("seconds", "env_steps_per_s") if k in summary}
+    return {**{k: summary[k] for k in keys}, **timing}
+
+
+#: what a training stage records about its speed (``train_metrics.json``, ``metrics.jsonl``)
+TRAIN_SPEED = ("device", "dtype", "attention", "engine", "tokens", "tokens_per_s", "seconds_per_step")
+
+
+def train_note(metrics: dict[str, Any]) -> str:
+    """One line on a finished training stage: where it ran and how fast."""
+    where = " · ".join(str(metrics.get(key)) for key in ("device", "dtype", "attention"))
+    line = f"{metrics['steps']} steps on {where}"
+    if metrics.get("tokens_per_s"):
+        line += f": {metrics['tokens_per_s']:,.0f} tokens/s, {metrics['seconds_per_step']:.2f} s/step"
+    return line
 
 
 def _details(summary: dict[str, Any]) -> dict[str, Any]:

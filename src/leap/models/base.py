@@ -97,6 +97,10 @@ class ChatModel(ABC):
     def score(self, conversations: Sequence[Conversation], completions: Sequence[str]) -> list[float]:
         """Sum of log-probabilities of each completion as the assistant reply to its conversation."""
 
+    def describe(self) -> str:
+        """Where and how the model runs, for progress lines (e.g. ``cuda · bf16 · sdpa``)."""
+        return self.name
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 

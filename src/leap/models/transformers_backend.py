@@ -129,6 +129,11 @@ class TransformersChatModel(ChatModel):
         bytes_per_token = 2 * len(layers) * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
         return PrefixCache(max_tokens=megabytes * 2**20 // bytes_per_token)
 
+    def describe(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float32", "fp32")
+        attention = getattr(self.model.config, "_attn_implementation", None) or "eager"
+        return f"{self.device} · {dtype} · {attention}"
+
     # -- helpers ---------------------------------------------------------------------------------
     def render(self, conversation: Conversation, *, add_generation_prompt: bool = True) -> str:
         return self.tokenizer.apply_chat_template(

@@ -1,0 +1,65 @@
+"""What the benchmarks share: the device's measured matrix-multiply peak, model FLOPs, and a
+randomly initialised copy of a model (the same shapes and kernels, no weights to carry)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str, dtype: torch.dtype, *, size: int | None = None, seconds: float = 2.0) -> float:
+    """FLOP/s of square matrix multiplies on ``device`` in ``dtype``: the measured ceiling that
+    model FLOPs utilisation is a fraction of (the best of several timed batches)."""
+    size = size or (8192 if device.startswith("cuda") else 2048)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    synchronize(device)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        repeats = 10 if device.startswith("cuda") else 2
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        synchronize(device)
+        best = max(best, repeats * 2 * size**3 / (time.perf_counter() - start))
+    return best
+
+
+def linear_parameters(config) -> dict[str, int]:
+    """Parameters of a decoder's matrix multiplies per token: the layers' and the LM head's."""
+    d, ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    heads, kv_heads = config.num_attention_heads, getattr(config, "num_key_value_heads", None)
+    head_dim = getattr(config, "head_dim", None) or d // heads
+    kv_heads = kv_heads or heads
+    attention = d * heads * head_dim * 2 + d * kv_heads * head_dim * 2
+    return {"layers": layers * (attention + 3 * d * ff), "head": d * config.vocab_size}
+
+
+def attention_flops(config, context: float) -> float:
+    """Forward FLOPs per token of attention scores and weighted values over ``context`` keys."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return 4 * config.num_hidden_layers * heads * head_dim * context
+
+
+def random_copy(model_dir: str, dtype: torch.dtype = torch.float32) -> str:
+    """A randomly initialised model with ``model_dir``'s config and tokenizer, saved to a
+    temporary directory: only the config and tokenizer need to exist there."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    out = Path(tempfile.mkdtemp(prefix="leap-random-"))
+    config = AutoConfig.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    return str(out)

@@ -1,0 +1,255 @@
+"""Training throughput of leap's own SFT path against the device's measured matrix-multiply peak.
+
+The same rows (packed household transcripts: whole demonstrations and the corrections of some of
+them, or a run's training file), the same LoRA settings and the same seed go through
+``leap.train.train_adapter`` once per engine, in one run:
+
+  trl       TRL's loss (full logits, entropy and accuracy every step), a dense 4D mask, one
+            packed row per micro-batch: the engine before issue 18
+  leap      the loss head only at labelled positions; on CUDA also flex attention over the
+            step's rows in one sequence (a block mask) and a fused AdamW
+  leap-sdpa leap's loss with the dense masks (separates the two changes on CUDA)
+  dpo       TRL's DPO on preference pairs built from the same episodes
+
+Tokens/s are steady-state (after the first, compiling step). Model FLOPs per token count the
+matrix multiplies of a LoRA step: 4 x (layer and LM-head parameters) for the forward and the
+input gradients of frozen weights (the adapters add under 1 %), plus attention over the mean
+causal context; the same count for every engine, so MFU ratios are throughput ratios. The peak
+is measured here (square bf16 multiplies; fp32 on CPUs without bf16 instructions).
+
+    python benchmarks/train_throughput.py --device cpu --steps 6
+    python benchmarks/train_throughput.py --device cuda --steps 30 --random-weights
+    python benchmarks/train_throughput.py --model tiny-random --episodes 4 --steps 2   # CI size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+from _hardware import attention_flops, linear_parameters, matmul_peak, random_copy
+from rich.console import Console
+from rich.table import Table
+
+from leap.agents import PromptSettings
+from leap.builders import build_policy
+from leap.data import dpo_rows, make_sample, sft_rows
+from leap.envs import make_env
+from leap.io import atomic_write_jsonl, read_jsonl
+from leap.models.registry import resolve_model_path
+from leap.models.transformers_backend import cpu_has_fast_bf16
+from leap.rollout import run_episodes
+from leap.train import TrainSettings, train_adapter
+
+TURNS = PromptSettings(
+    style="student", layout="turns", history_steps=20, max_observation_chars=600, list_actions=False
+)
+ENGINES = {
+    "trl": {"engine": "trl", "attention": "sdpa"},
+    "leap": {"engine": "leap", "attention": "auto"},
+    "leap-sdpa": {"engine": "leap", "attention": "sdpa"},
+    "dpo": {"rule": "dpo"},
+}
+
+
+def household_rows(n_episodes: int, horizon: int, corrected_every: int, folder: Path) -> tuple[Path, Path]:
+    """SFT and DPO training files from planner demonstrations on household: every episode as a
+    transcript row; every ``corrected_every``-th episode also corrected at each step to another
+    admissible action (branches on its transcript, and the preference pairs)."""
+    episodes = run_episodes(
+        lambda: make_env("household"),
+        [f"train/{i:04d}" for i in range(1, n_episodes + 1)],
+        build_policy("planner", "household"),
+        horizon=horizon,
+        show_progress=False,
+    )
+    demos, corrections = [], []
+    for k, e in enumerate(episodes):
+        for t, s in enumerate(e.steps):
+            demos.append(
+                make_sample(
+                    e, t, iteration=0, teacher="expert", reason=s.reason, action=s.action, settings=TURNS
+                )
+            )
+            other = next((c for c in s.candidates.get("choices", []) if c != s.action), None)
+            if k % corrected_every == 0 and other is not None:
+                corrections.append(
+                    make_sample(
+                        e,
+                        t,
+                        iteration=1,
+                        teacher="expert",
+                        reason=s.reason,
+                        action=s.action,
+                        rejected=f"REASON: {s.reason}\nACTION: {other}",
+                        settings=TURNS,
+                    )
+                )
+    sft, dpo = folder / "sft.jsonl", folder / "dpo.jsonl"
+    atomic_write_jsonl(sft, sft_rows(demos) + sft_rows(corrections))
+    atomic_write_jsonl(dpo, dpo_rows(corrections))
+    return sft, dpo
+
+
+def pair_tokens(model_dir: str, dpo_file: Path) -> float:
+    """Mean tokens of a preference pair (prompt with the chosen reply, prompt with the rejected)."""
+    from leap.models.transformers_backend import load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    sizes = []
+    for row in read_jsonl(dpo_file):
+        for side in ("chosen", "rejected"):
+            text = tokenizer.apply_chat_template(row["prompt"] + row[side], tokenize=False)
+            sizes.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    return 2 * sum(sizes) / max(len(sizes), 1)
+
+
+def profiled(folder: str, name: str, train: Callable[..., dict]) -> dict:
+    """Run ``train`` with the PyTorch profiler recording optimizer steps 3 and 4 (after the
+    compiling first step and a warm-up step); write the operators that took the most host and
+    device time, and the number of kernel launches per step, to ``folder/profile-NAME.txt``."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+    from transformers import TrainerCallback
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    prof = profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=2, repeat=1))
+
+    class Step(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            prof.step()
+
+    with prof:
+        metrics = train(callbacks=[Step()])
+    events = prof.key_averages()
+    launches = sum(e.count for e in events if "LaunchKernel" in e.key) / 2
+    text = [f"{name}: {metrics['steps']} steps; 2 profiled, {launches:.0f} kernel launches per step"]
+    for key in ("self_cpu_time_total", "self_device_time_total"):
+        text.append(events.table(sort_by=key, row_limit=25))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / f"profile-{name}.txt").write_text("\n".join(text))
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="smollm2-135m", help="registry name or model directory")
+    parser.add_argument("--random-weights", action="store_true", help="a random model of --model's shapes")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--engines", default="trl,leap,dpo", help=f"comma-separated: {', '.join(ENGINES)}")
+    parser.add_argument("--rows", help="a run's SFT training file instead of generated household rows")
+    parser.add_argument("--episodes", type=int, default=40)
+    parser.add_argument("--horizon", type=int, default=20)
+    parser.add_argument(
+        "--steps", type=int, default=6, help="optimizer steps per engine (the first is warm-up)"
+    )
+    parser.add_argument("--dpo-steps", type=int, default=None, help="for dpo (default: --steps)")
+    parser.add_argument("--batch-size", type=int, default=4, help="rows per optimizer step")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--profile", help="write each engine's PyTorch profile (top operators) to this folder"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    model_dir = resolve_model_path(args.model)
+    if args.random_weights:
+        model_dir = random_copy(model_dir)
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    bf16 = args.device.startswith("cuda") or cpu_has_fast_bf16()
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    peak = matmul_peak(args.device, dtype)
+
+    folder = Path(tempfile.mkdtemp(prefix="leap-bench-"))
+    sft_file, dpo_file = household_rows(args.episodes, args.horizon, 3, folder)
+    if args.rows:
+        sft_file = Path(args.rows)
+    params = linear_parameters(config)
+    lengths = []
+    results = {}
+    for name in args.engines.split(","):
+        rule_args = ENGINES[name]
+        dpo = rule_args.get("rule") == "dpo"
+        steps = (args.dpo_steps or args.steps) if dpo else args.steps
+        settings = TrainSettings(
+            lora_r=16,
+            lora_alpha=32,
+            learning_rate=1e-3,
+            max_steps=steps,
+            batch_size=args.batch_size,
+            max_length=2048,
+            device=args.device,
+            bf16=bf16,
+            **rule_args,
+        )
+        data = dpo_file if dpo else sft_file
+        if args.profile:
+            metrics = profiled(
+                args.profile, name, partial(train_adapter, model_dir, data, folder / name, settings)
+            )
+        else:
+            metrics = train_adapter(model_dir, data, folder / name, settings, seed=0)
+        if dpo:
+            metrics["tokens_per_s"] = (
+                args.batch_size * pair_tokens(model_dir, dpo_file) / metrics["seconds_per_step"]
+            )
+        results[name] = metrics
+        lengths.append(metrics.get("tokens", 0) / max(steps * args.batch_size, 1))
+        if args.json:  # what is done so far survives a time limit
+            Path(args.json).write_text(
+                json.dumps({"args": vars(args), "peak_flops": peak, "results": results})
+            )
+    # model FLOPs per token: a sequence of mean length L attends on average to L/2 keys
+    mean_length = max(lengths) or 1.0
+    per_token = 4 * (params["layers"] + params["head"]) + 2 * attention_flops(config, mean_length / 2)
+    for m in results.values():
+        m["mfu"] = m["tokens_per_s"] * per_token / peak
+
+    console = Console()
+    table = Table(
+        title=f"{Path(args.model).name}{' (random weights)' if args.random_weights else ''} on {args.device}"
+        f" ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'CPU'}), LoRA r 16, "
+        f"{args.batch_size} rows per step; matmul peak {peak / 1e12:.2f} TFLOP/s "
+        f"({'bf16' if bf16 else 'fp32'})",
+        title_justify="left",
+    )
+    for col in ("engine", "attention", "steps", "s/step", "tokens/s", "MFU", "first loss", "vs trl"):
+        table.add_column(col, justify="right")
+    base = results.get("trl", {}).get("tokens_per_s")
+    for name, m in results.items():
+        first = m["loss_curve"][0]["loss"] if m["loss_curve"] else float("nan")
+        table.add_row(
+            name,
+            m.get("attention", "-") if name != "dpo" else "sdpa",
+            str(m["steps"]),
+            f"{m['seconds_per_step']:.3f}",
+            f"{m['tokens_per_s']:,.0f}",
+            f"{100 * m['mfu']:.2f} %",
+            f"{first:.4f}",
+            f"{m['tokens_per_s'] / base:.2f}x" if base and name != "dpo" else "-",
+        )
+    console.print(table)
+    console.print(
+        f"model FLOPs per token {per_token / 1e6:.0f} M (mean packed sequence {mean_length:.0f} tokens); "
+        "dpo tokens/s from the mean pair length"
+    )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"args": vars(args), "peak_flops": peak, "flops_per_token": per_token, "results": results},
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

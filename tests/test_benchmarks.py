@@ -1,0 +1,72 @@
+"""The speed benchmarks run end to end in CI size (tiny model, few steps) and report sane figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+def _run(script: str, tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / f"{script}.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / f"{script}.py"),
+            "--model",
+            "tiny-random",
+            "--json",
+            str(out),
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_train_throughput_compares_the_engines_with_the_matmul_peak(tmp_path) -> None:
+    report = _run(
+        "train_throughput",
+        tmp_path,
+        "--engines",
+        "trl,leap,dpo",
+        "--steps",
+        "2",
+        "--dpo-steps",
+        "2",
+        "--episodes",
+        "3",
+    )
+    results = report["results"]
+    assert set(results) == {"trl", "leap", "dpo"}
+    assert report["peak_flops"] > 1e9 and report["flops_per_token"] > 0
+    for m in results.values():
+        assert m["steps"] == 2 and m["tokens_per_s"] > 0 and 0 < m["mfu"] < 1
+    # the same rows in the same order: the same tokens and the same first loss
+    assert results["leap"]["tokens"] == results["trl"]["tokens"]
+    first = [results[name]["loss_curve"][0]["loss"] for name in ("trl", "leap")]
+    assert first[0] == pytest.approx(first[1], rel=1e-2)
+
+
+@pytest.mark.slow
+def test_rollout_throughput_reports_steps_tokens_and_agreement(tmp_path) -> None:
+    report = _run(
+        "rollout_throughput",
+        tmp_path,
+        *("--episodes", "3", "--horizon", "2", "--dtype", "float32", "--modes", "lockstep,lockstep-nocache"),
+    )
+    results = report["results"]
+    for m in results.values():
+        assert m["episodes"] == 3 and 0 < m["env_steps"] <= 6
+        assert m["generated_per_second"] > 0 and 0 < m["mfu"] < 1
+    # the prefix cache changes no greedy reply in fp32, and computes fewer tokens
+    assert results["lockstep-nocache"]["same_replies"] == results["lockstep"]["env_steps"]
+    assert results["lockstep"]["computed_tokens"] < results["lockstep-nocache"]["computed_tokens"]
