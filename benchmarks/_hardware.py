@@ -3,6 +3,7 @@ randomly initialised copy of a model (the same shapes and kernels, no weights to
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -63,3 +64,20 @@ def random_copy(model_dir: str, dtype: torch.dtype = torch.float32) -> str:
     AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(out)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
     return str(out)
+
+
+def model_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's parser with the arguments every benchmark takes: the model and the device."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m", help="registry name or model directory")
+    parser.add_argument("--random-weights", action="store_true", help="a random model of --model's shapes")
+    parser.add_argument("--device", default="cpu")
+    return parser
+
+
+def model_directory(args: argparse.Namespace) -> str:
+    """The model directory the arguments name (a random copy with ``--random-weights``)."""
+    from leap.models.registry import resolve_model_path
+
+    path = resolve_model_path(args.model)
+    return random_copy(path) if args.random_weights else path

@@ -20,19 +20,17 @@ floating-point reordering).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import torch
-from _hardware import linear_parameters, matmul_peak, random_copy
+from _hardware import linear_parameters, matmul_peak, model_arguments, model_directory
 from rich.console import Console
 from rich.table import Table
 
 from leap.agents import LLMPolicy, PromptSettings
 from leap.envs import make_env
-from leap.models.registry import resolve_model_path
 from leap.models.transformers_backend import TransformersChatModel
 from leap.rollout import run_episodes
 
@@ -43,12 +41,7 @@ MODES = {"lockstep": (True, True), "lockstep-nocache": (True, False), "sequentia
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="smollm2-135m", help="registry name or model directory")
-    parser.add_argument("--random-weights", action="store_true", help="a random model of --model's shapes")
-    parser.add_argument("--device", default="cpu")
+    parser = model_arguments(__doc__)
     parser.add_argument("--env", default="household")
     parser.add_argument("--split", default="valid")
     parser.add_argument("--episodes", type=int, default=16)
@@ -61,9 +54,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
-    model_dir = resolve_model_path(args.model)
-    if args.random_weights:
-        model_dir = random_copy(model_dir)
+    model_dir = model_directory(args)
     probe = make_env(args.env)
     tasks = list(probe.task_ids(args.split))[: args.episodes]
 

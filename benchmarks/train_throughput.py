@@ -24,7 +24,6 @@ is measured here (square bf16 multiplies; fp32 on CPUs without bf16 instructions
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
@@ -33,7 +32,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from _hardware import attention_flops, linear_parameters, matmul_peak, random_copy
+from _hardware import attention_flops, linear_parameters, matmul_peak, model_arguments, model_directory
 from rich.console import Console
 from rich.table import Table
 
@@ -42,7 +41,6 @@ from leap.builders import build_policy
 from leap.data import dpo_rows, make_sample, sft_rows
 from leap.envs import make_env
 from leap.io import atomic_write_jsonl, read_jsonl
-from leap.models.registry import resolve_model_path
 from leap.models.transformers_backend import cpu_has_fast_bf16
 from leap.rollout import run_episodes
 from leap.train import TrainSettings, train_adapter
@@ -137,12 +135,7 @@ def profiled(folder: str, name: str, train: Callable[..., dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="smollm2-135m", help="registry name or model directory")
-    parser.add_argument("--random-weights", action="store_true", help="a random model of --model's shapes")
-    parser.add_argument("--device", default="cpu")
+    parser = model_arguments(__doc__)
     parser.add_argument("--engines", default="trl,leap,dpo", help=f"comma-separated: {', '.join(ENGINES)}")
     parser.add_argument("--rows", help="a run's SFT training file instead of generated household rows")
     parser.add_argument("--episodes", type=int, default=40)
@@ -159,9 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    model_dir = resolve_model_path(args.model)
-    if args.random_weights:
-        model_dir = random_copy(model_dir)
+    model_dir = model_directory(args)
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(model_dir)

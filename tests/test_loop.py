@@ -125,8 +125,14 @@ def test_transcript_prompts_train_on_packed_sequences(tmp_path) -> None:
     loop = {"iterations": 1, "correction_steps": "divergent", "max_repeats_per_episode": 1}
     sections = {"student": {"prompt": prompt}, "loop": loop, "train": {"max_length": 4096}}
     config = load_config(_config(tmp_path, "turns", **sections))
-    LeapRun(config).run()
+    notes: list[str] = []
+    LeapRun(config, on_note=notes.append).run()
     run = config.run_dir
+    # every stage says where it ran and how fast, on screen and in metrics.jsonl
+    assert any("steps on cpu" in n and "tokens/s" in n for n in notes)
+    assert any("env steps in" in n and "cpu ·" in n for n in notes)
+    trained = [m for m in read_jsonl(run / "metrics.jsonl") if m["stage"] == "train"]
+    assert all(m["device"] == "cpu" and m["attention"] == "sdpa" and m["tokens_per_s"] > 0 for m in trained)
     demos = list(read_jsonl(run / "iter_0" / "samples.jsonl"))
     bc = json.loads((run / "iter_0" / "adapter" / "train_metrics.json").read_text())
     episodes = {s["episode_id"] for s in demos}
