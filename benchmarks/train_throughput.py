@@ -6,9 +6,9 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
 
   trl       TRL's loss (full logits, entropy and accuracy every step), a dense 4D mask, one
             packed row per micro-batch: the engine before issue 18
-  leap      the loss head only at labelled positions; on CUDA also flex attention over the
-            step's rows in one sequence (a block mask) and a fused AdamW
-  leap-sdpa leap's loss with the dense masks (separates the two changes on CUDA)
+  leap      the loss head only at labelled positions (and a fused AdamW on CUDA)
+  leap-flex leap's loss with flex attention over the step's rows in one sequence (a block
+            mask; CUDA only)
   dpo       TRL's DPO on preference pairs built from the same episodes
 
 Tokens/s are steady-state (after the first, compiling step). Model FLOPs per token count the
@@ -18,7 +18,7 @@ causal context; the same count for every engine, so MFU ratios are throughput ra
 is measured here (square bf16 multiplies; fp32 on CPUs without bf16 instructions).
 
     python benchmarks/train_throughput.py --device cpu --steps 6
-    python benchmarks/train_throughput.py --device cuda --steps 30 --random-weights
+    python benchmarks/train_throughput.py --device cuda --engines trl,leap,leap-flex --random-weights
     python benchmarks/train_throughput.py --model tiny-random --episodes 4 --steps 2   # CI size
 """
 
@@ -49,9 +49,9 @@ TURNS = PromptSettings(
     style="student", layout="turns", history_steps=20, max_observation_chars=600, list_actions=False
 )
 ENGINES = {
-    "trl": {"engine": "trl", "attention": "sdpa"},
-    "leap": {"engine": "leap", "attention": "auto"},
-    "leap-sdpa": {"engine": "leap", "attention": "sdpa"},
+    "trl": {"engine": "trl"},
+    "leap": {"engine": "leap"},
+    "leap-flex": {"engine": "leap", "attention": "flex"},
     "dpo": {"rule": "dpo"},
 }
 

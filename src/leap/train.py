@@ -47,10 +47,11 @@ class TrainSettings(StrictModel):
     #: no per-step entropy/accuracy syncs) and, on CUDA, a fused optimizer; "trl": TRL's own loss,
     #: the reference ``benchmarks/train_throughput.py`` compares with
     engine: Literal["leap", "trl"] = "leap"
-    #: attention of packed SFT rows: "flex" puts all rows of an optimizer step in one sequence
-    #: with a block mask (only the blocks of the prefix trees are computed); "sdpa" trains one row
-    #: per micro-batch with a dense mask; "auto": flex on CUDA (engine leap), sdpa elsewhere
-    attention: Literal["auto", "sdpa", "flex"] = "auto"
+    #: attention of packed SFT rows: "sdpa" trains one row per micro-batch with a dense tree
+    #: mask; "flex" (CUDA only) puts all rows of an optimizer step in one sequence with a block
+    #: mask, so only the blocks of the prefix trees are computed (measured slower than sdpa on an
+    #: H200 so far: README, Speed)
+    attention: Literal["sdpa", "flex"] = "sdpa"
     #: further TRL trainer arguments, passed as they are
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -113,9 +114,7 @@ def _attention(settings: TrainSettings, device: str) -> Literal["sdpa", "flex"]:
     """The attention packed SFT rows train with (``TrainSettings.attention``)."""
     if settings.attention == "flex" and not device.startswith("cuda"):
         raise ValueError("train.attention: flex attention trains on CUDA only (PyTorch has no CPU backward)")
-    if settings.attention != "auto":
-        return settings.attention
-    return "flex" if device.startswith("cuda") and settings.engine == "leap" else "sdpa"
+    return settings.attention
 
 
 def _tree_collator(model: Any, tokenizer: Any, attention: str, device: str) -> Any:
@@ -243,7 +242,7 @@ def train_adapter(
     tokenizer.padding_side = "right"
     rows = len(dataset)
     packed = settings.rule == "sft"
-    attention = _attention(settings, device) if packed else "sdpa"
+    attention = _attention(settings, device) if packed else "sdpa"  # DPO/KTO rows are not packed
     if packed:
         dataset = _packed_sft_dataset(dataset, tokenizer, settings.max_length)
     model = AutoModelForCausalLM.from_pretrained(
