@@ -276,14 +276,16 @@ class LeapRun:
             init_adapter=init,
             seed=self.config.seed + k,
         )
-        speed = {key: metrics[key] for key in TRAIN_SPEED if key in metrics}
         self._metric(
             k,
             "train",
             rows=rows,
             samples=len(union),
-            **{key: metrics[key] for key in ("steps", "train_loss", "train_runtime_s")},
-            **speed,
+            **{
+                key: metrics[key]
+                for key in ("steps", "train_loss", "train_runtime_s", *TRAIN_SPEED)
+                if key in metrics
+            },
             loss_curve=metrics["loss_curve"],
         )
         self.on_note(train_note(metrics))
@@ -345,8 +347,13 @@ class LeapRun:
                 samples=len(samples),
                 budget_samples=budget_samples,
                 leap_iteration=k,
-                **{key: metrics[key] for key in ("steps", "train_loss", "train_runtime_s")},
+                **{
+                    key: metrics[key]
+                    for key in ("steps", "train_loss", "train_runtime_s", *TRAIN_SPEED)
+                    if key in metrics
+                },
             )
+            self.on_note(train_note(metrics))
         out, env = layout.matched_bc_test(), self.config.env
         if not rollout_done(out):
             self.on_stage(f"budget-matched BC · test on {env.test_split}")
