@@ -186,11 +186,11 @@ class LeapRun:
         if not rollout_done(out):
             self.on_stage(f"iteration {k} · student rollouts on {split} tasks {offset}..{offset + n - 1}")
         temperature = self.config.student.temperature
-        summary, ran = self._rollout(
+        summary, timing = self._rollout(
             out, split, lambda: self.parts.student(self.layout.adapter(k - 1), temperature), n, offset
         )
-        if ran:
-            self._metric(k, "rollout", **_headline(summary))
+        if timing:
+            self._metric(k, "rollout", **_headline(summary), **timing)
         return [Episode.from_record(r) for r in read_jsonl(out / "episodes.jsonl")]
 
     def failures(self, episodes: list[Episode]) -> list[Episode]:
@@ -359,10 +359,12 @@ class LeapRun:
             self.on_stage(f"budget-matched BC · test on {env.test_split}")
         temperature = self.config.student.eval_temperature
         student = partial(self.parts.student, adapter, temperature)
-        summary, ran = self._rollout(out, env.test_split, student, env.n_test)
+        summary, timing = self._rollout(out, env.test_split, student, env.n_test)
         label = f"BC, budget-matched ({budget_samples} samples, {budget_steps} steps)"
-        if ran:
-            self._metric(None, "matched_bc_test", label=label, leap_iteration=k, **_details(summary))
+        if timing:
+            self._metric(
+                None, "matched_bc_test", label=label, leap_iteration=k, **_details(summary), **timing
+            )
         return {"label": label, **_headline(summary)}
 
     def _matched_demo_samples(self, d0: list[Sample], budget: int) -> list[Sample]:
@@ -403,9 +405,11 @@ class LeapRun:
             out = self.layout.reference(name)
             if not rollout_done(out):
                 self.on_stage(f"reference · {name} on {env.test_split}")
-            summary, ran = self._rollout(out, env.test_split, policy, env.n_test)
-            if ran:
-                self._metric(None, "reference", reference=name, policy=summary["policy"], **_details(summary))
+            summary, timing = self._rollout(out, env.test_split, policy, env.n_test)
+            if timing:
+                self._metric(
+                    None, "reference", reference=name, policy=summary["policy"], **_details(summary), **timing
+                )
             results[name] = _headline(summary)
         return results
 
@@ -414,21 +418,23 @@ class LeapRun:
         if not rollout_done(out):
             self.on_stage(f"iteration {k} · {stage} on {split}")
         temperature = self.config.student.eval_temperature
-        summary, ran = self._rollout(
+        summary, timing = self._rollout(
             out, split, lambda: self.parts.student(self.layout.adapter(k), temperature), n
         )
-        if ran:
-            self._metric(k, stage, **_details(summary))
+        if timing:
+            self._metric(k, stage, **_details(summary), **timing)
         return summary
 
     def _rollout(
         self, out: Path, split: str, policy: Callable[[], Policy], n: int | None, offset: int = 0
-    ) -> tuple[dict[str, Any], bool]:
-        """Run (or resume) a rollout into ``out``; returns its summary and whether it ran now.
+    ) -> tuple[dict[str, Any], dict[str, float]]:
+        """Run (or resume) a rollout into ``out``; returns its summary and, if it ran now, its
+        timing (seconds, env steps/s: for metrics.jsonl, never the summary, which a resumed run
+        must reproduce exactly); empty if it was already done.
 
         ``policy`` is a factory, so a finished stage never loads a model."""
         if rollout_done(out):
-            return json.loads((out / "summary.json").read_text()), False
+            return json.loads((out / "summary.json").read_text()), {}
         start = time.perf_counter()
         built = policy()
         summary = evaluate(
@@ -445,15 +451,13 @@ class LeapRun:
         )
         seconds = time.perf_counter() - start
         steps = round(summary["n_episodes"] * summary["mean_actions"])
-        summary = {
-            **summary,
-            "seconds": round(seconds, 1),
-            "env_steps_per_s": round(steps / max(seconds, 1e-9), 2),
-        }
         model = getattr(built, "model", None)
         where = f" on {model.describe()}" if model is not None else ""
         self.on_note(f"{summary['n_episodes']} episodes, {steps} env steps in {seconds:.0f} s{where}")
-        return summary, True
+        return summary, {
+            "seconds": round(seconds, 1),
+            "env_steps_per_s": round(steps / max(seconds, 1e-9), 2),
+        }
 
     def _metric(self, iteration: int | str | None, stage: str, **values: Any) -> None:
         if self._tracker is None:
@@ -478,9 +482,7 @@ def _ranking(result: IterationResult) -> tuple[float, float, float, int]:
 
 def _headline(summary: dict[str, Any]) -> dict[str, Any]:
     keys = ("n_episodes", "success_rate", "mean_score", "mean_actions", "invalid_action_rate", "n_errored")
-    # how long the stage took, where it ran just now (a finished stage read back has no timing)
-    timing = {k: summary[k] for k in ("seconds", "env_steps_per_s") if k in summary}
-    return {**{k: summary[k] for k in keys}, **timing}
+    return {k: summary[k] for k in keys}
 
 
 #: what a training stage records about its speed (``train_metrics.json``, ``metrics.jsonl``)
