@@ -56,7 +56,13 @@ def _one_line(text: str) -> bool:
     return len(text.strip().splitlines()) == 1 and "Traceback" not in text
 
 
-@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+def _fuzz(examples: int, **options: Any) -> settings:
+    """Hypothesis settings of every fuzzer here: a fixed number of derandomized examples, no
+    deadline, no example database (the counts in the README are reproducible)."""
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None, **options)
+
+
+@_fuzz(400)
 @given(edits=edits)
 def test_fuzzed_configs_load_or_fail_in_one_line(edits: list[tuple[str, str, Any]]) -> None:
     _count("configs")
@@ -89,13 +95,7 @@ eval_flags = st.fixed_dictionaries(
 )
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@_fuzz(60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flags=eval_flags)
 def test_fuzzed_eval_flags_run_or_fail_in_one_line(flags: dict[str, Any], tmp_path_factory) -> None:
     _count("eval flags")
@@ -123,13 +123,7 @@ set_flags = st.lists(
 )
 
 
-@settings(
-    max_examples=80,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@_fuzz(80, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pairs=set_flags)
 def test_fuzzed_run_overrides_plan_or_fail_in_one_line(
     pairs: list[tuple[str, Any]], tmp_path_factory
