@@ -192,3 +192,22 @@ def test_catalog_lookups_accept_alfworld_types_it_lacks() -> None:
     assert preposition("toiletpaperhanger") == "on" and preposition("fridge") == "in"
     assert object_prior("ladle") == {} and object_prior("mug")
     assert not is_openable("cart") and is_openable("fridge")
+
+
+def test_task_types_option_restricts_the_mix_and_keeps_ids_deterministic() -> None:
+    """``task_types`` draws every task from the given types; the planner still solves them; the
+    default mix gives exactly the worlds it gave before the option existed."""
+    env = HouseholdEnv(task_types=["pick", "look"])
+    assert {env.category(t) for t in env.task_ids("test_ood")} == {"pick", "look"}
+    assert {env.category(t) for t in env.task_ids("train")[:200]} == {"pick", "look"}
+    again = make_env("household", task_types=("pick", "look"))
+    assert env.reset("valid/0007").observation == again.reset("valid/0007").observation
+    default = HouseholdEnv()
+    assert default.reset("valid/0007").observation == generate_world("valid", 7).initial_observation()
+    episodes = run_episodes(
+        lambda: HouseholdEnv(task_types=["pick"]), env.task_ids("test_ood")[:40], PlannerPolicy()
+    )
+    assert summarize(episodes)["success_rate"] == 1.0
+    for bad in (["pick", "fly"], [], ["pick", "pick"]):
+        with pytest.raises(ValueError, match="task_types"):
+            HouseholdEnv(task_types=bad)

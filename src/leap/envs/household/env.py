@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from leap.envs.alfred.catalog import TASK_TYPES
 from leap.envs.base import ActionSpace, Environment, PrivilegedState, StepResult
 from leap.envs.household.privileged import household_state
 from leap.envs.household.tasks import (
     DEFAULT_SPLIT_SIZES,
+    check_task_types,
     generate_world,
     parse_task_id,
     split_task_ids,
@@ -22,12 +24,21 @@ class HouseholdEnv(Environment):
         horizon: maximum number of actions per episode.
         split_sizes: number of tasks per split (defaults: train 2000, valid 200, test_ood 200;
             a development split dev_ood, drawn like test_ood from other seeds, on request).
+        task_types: the task mix, a subset of ``pick``, ``clean``, ``heat``, ``cool``, ``look``
+            and ``pick_two`` (default: all six, drawn uniformly). Another mix gives other tasks
+            under the same ids.
     """
 
     name = "household"
 
-    def __init__(self, horizon: int = 20, split_sizes: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        horizon: int = 20,
+        split_sizes: dict[str, int] | None = None,
+        task_types: Sequence[str] | None = None,
+    ) -> None:
         self.horizon = horizon
+        self._task_types = TASK_TYPES if task_types is None else check_task_types(tuple(task_types))
         self._sizes = dict(DEFAULT_SPLIT_SIZES if split_sizes is None else split_sizes)
         self._splits = split_task_ids(self._sizes)
         self._world: World | None = None
@@ -38,7 +49,7 @@ class HouseholdEnv(Environment):
         return self._splits
 
     def category(self, task_id: str) -> str:
-        return generate_world(*parse_task_id(task_id, self._sizes)).layout.goal.task_type
+        return generate_world(*parse_task_id(task_id, self._sizes), self._task_types).layout.goal.task_type
 
     # -- episode ---------------------------------------------------------------------------------
     @property
@@ -52,7 +63,7 @@ class HouseholdEnv(Environment):
         return self.world.layout.task_text
 
     def reset(self, task_id: str) -> StepResult:
-        self._world = generate_world(*parse_task_id(task_id, self._sizes))
+        self._world = generate_world(*parse_task_id(task_id, self._sizes), self._task_types)
         self._task_id = task_id
         return StepResult(
             self._world.initial_observation(), 0.0, False, {"success": False, "task": self.task}

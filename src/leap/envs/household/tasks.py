@@ -85,11 +85,26 @@ def _weighted_choice(rng: random.Random, weights: dict[str, float]) -> str:
     return rng.choices(names, weights=[weights[n] for n in names])[0]
 
 
-def generate_world(split: str, index: int) -> World:
-    """Build the world of task ``split/index``, deterministically."""
+def check_task_types(task_types: tuple[str, ...]) -> tuple[str, ...]:
+    """The task mix as given, or a one-line error naming the known types."""
+    unknown = [t for t in task_types if t not in TASK_TYPES]
+    if unknown or not task_types or len(set(task_types)) != len(task_types):
+        raise ValueError(
+            f"household: task_types must be distinct task types from {list(TASK_TYPES)}; "
+            f"got {list(task_types)}"
+        )
+    return tuple(task_types)
+
+
+def generate_world(split: str, index: int, task_types: tuple[str, ...] = TASK_TYPES) -> World:
+    """Build the world of task ``split/index``, deterministically.
+
+    ``task_types`` restricts the task mix (the default is all six, drawn uniformly); with the
+    same ``task_types`` the same id gives the same world everywhere.
+    """
     rng = random.Random(f"household/{split}/{index}")
     pool = combos_by_split()["ood" if split in OUT_OF_DISTRIBUTION else "in"]
-    task_type = rng.choice(TASK_TYPES)
+    task_type = rng.choice(task_types)
     combo = rng.choice(pool[task_type])
     room = ROOMS[combo.room]
     extra = OOD_EXTRA_RECEPTACLES if split in OUT_OF_DISTRIBUTION else 0
