@@ -296,6 +296,13 @@ def test_matched_bc_and_paired_comparisons(tmp_path) -> None:
     assert set(comparisons) == {"bc", "matched_bc"}
     for c in comparisons.values():
         assert c["n"] == 4 and c["low"] <= c["difference"] <= c["high"]
+    # each comparison keeps the name of its baseline (its success rate is "baseline")
+    assert comparisons["bc"]["against"] == "BC (iteration 0)"
+    assert comparisons["matched_bc"]["against"] == summary["matched_bc"]["label"]
+    assert "LEAP iteration 1 − BC (iteration 0) on test" in result.output
+    assert f"LEAP iteration 1 − {summary['matched_bc']['label']} on test" in result.output
+    logged = [r for r in read_jsonl(layout.metrics) if r["stage"] == "compare"]
+    assert sorted(r["against"] for r in logged) == sorted(c["against"] for c in comparisons.values())
     assert summary["matched_bc"]["n_episodes"] == 4
     assert "BC, matched" in result.output and "paired tasks" in result.output and "n=4" in result.output
     report = (run / "report.md").read_text()

@@ -325,3 +325,25 @@ def test_sweep_repeats_grid_points_over_seeds(tmp_path) -> None:
     assert len(table) == 1 and table[0]["finished seeds"] == "2"
     bc = [_last(directory / r.name, "test", iteration=0)["success_rate"] for r in runs]
     assert table[0]["BC test %"].startswith(f"{100 * sum(bc) / 2:.1f} [")
+
+
+def test_sweep_report_plots_success_against_the_training_budget(tmp_path) -> None:
+    """With the budget-matched BC, a sweep's report has the learning-budget table (what each
+    policy trained on, its test success and LEAP's paired difference to it) and its plot."""
+    sweep = _sweep_file(tmp_path, {"loop.matched_bc": [True]})
+    directory = run_sweep(sweep, lambda config: LeapRun(config).run())
+    files = build_report(directory)
+    assert (directory / "plots" / "budget.png").stat().st_size > 0
+    assert directory / "plots" / "budget.png" in files.plots
+    rows = _tables(files.markdown.read_text())["Test success against the training budget"]
+    run_dir = directory / "loop.matched_bc=true"
+    train = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["stage"] == "train"]
+    matched = _last(run_dir, "matched_bc_train", iteration=None)
+    assert [r["policy"] for r in rows] == ["BC (iteration 0)", "LEAP iteration 1", "BC, budget-matched"]
+    assert [r["samples"] for r in rows] == [str(t["samples"]) for t in (*train, matched)]
+    assert (
+        rows[1]["optimizer steps"] == rows[2]["optimizer steps"] == str(train[0]["steps"] + train[1]["steps"])
+    )
+    assert rows[2]["success %"] == _pct(_last(run_dir, "matched_bc_test", iteration=None)["success_rate"])
+    assert "paired tasks" in rows[0]["LEAP − it (paired)"] and "paired tasks" in rows[2]["LEAP − it (paired)"]
+    assert rows[1]["LEAP − it (paired)"] == ""

@@ -326,7 +326,7 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
     from leap.stats import difference_text
 
     for c in (summary.get("comparisons") or {}).values():
-        console.print(f"LEAP iteration {c['leap_iteration']} − {c['baseline']} on test: {difference_text(c)}")
+        console.print(f"LEAP iteration {c['leap_iteration']} − {c['against']} on test: {difference_text(c)}")
     if summary.get("stopped_early"):
         console.print(f"[yellow]stopped early:[/yellow] {summary['stopped_early']}")
 

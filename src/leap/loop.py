@@ -306,7 +306,7 @@ class LeapRun:
         result = paired_difference(
             task_successes(baseline / "episodes.jsonl"), task_successes(test), seed=self.config.seed
         )
-        result = {"baseline": label, "leap_iteration": k, **result}
+        result = {"against": label, "leap_iteration": k, **result}
         logged = self.layout.metrics.is_file() and any(
             row.get("stage") == "compare" and all(row.get(key) == value for key, value in result.items())
             for row in read_jsonl(self.layout.metrics)

@@ -9,6 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from leap.reports.rundata import RunData
+from leap.stats import wilson
 
 #: one colour per reference row, the same in every plot
 REFERENCE_STYLES = ("tab:gray", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")
@@ -108,4 +109,39 @@ def sweep_bars(labels: Sequence[str], series: dict[str, Sequence[float]], title:
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _series_name(policy: str) -> str:
+    return "LEAP (tested iteration)" if policy.startswith("LEAP") else policy
+
+
+def budget_curves(runs: Sequence[RunData], title: str, path: Path) -> Path:
+    """Test success % (Wilson 95 % error bars) against the training budget, in samples and in
+    optimizer steps, for BC, the tested LEAP iteration and the budget-matched BC of each run;
+    the points of one kind are joined in budget order. LEAP and its matched BC share a budget by
+    design, so each kind is nudged sideways by 1 % to keep the error bars apart."""
+    series: dict[str, list[dict]] = {}
+    for run in runs:
+        for point in run.budget():
+            series.setdefault(_series_name(point["policy"]), []).append(point)
+    fig = Figure(figsize=(10, 3.8))
+    for i, (key, label) in enumerate((("samples", "training samples"), ("steps", "optimizer steps"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for j, (name, points) in enumerate(series.items()):
+            points = sorted((p for p in points if p[key] is not None), key=lambda p: p[key])
+            rates = [100 * p["success_rate"] for p in points]
+            bounds = [wilson(round(p["success_rate"] * p["n_episodes"]), p["n_episodes"]) for p in points]
+            errors = [
+                [r - 100 * low for r, (low, _) in zip(rates, bounds, strict=True)],
+                [100 * high - r for r, (_, high) in zip(rates, bounds, strict=True)],
+            ]
+            xs = [p[key] * (1 + 0.01 * (j - 1)) for p in points]
+            ax.errorbar(xs, rates, yerr=errors, marker="o", capsize=3, label=name)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test success % (95 % CI)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title)
     return _save(fig, path)

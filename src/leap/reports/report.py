@@ -17,12 +17,13 @@ from typing import Any
 import jinja2
 import markdown
 
+from leap.evaluate import rates_interval
 from leap.io import atomic_write_text
 from leap.layout import RunLayout, SweepLayout
 from leap.reports import plots
 from leap.reports.rundata import NotARunError, RunData
 from leap.reports.tables import Table, pct, teacher_table, test_table, training_table, validation_table
-from leap.stats import mean_interval
+from leap.stats import difference_text, mean_interval
 from leap.sweep import value_text
 
 
@@ -179,6 +180,9 @@ def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
     tables = [table]
     if manifest.get("seeds"):
         tables.append(_seeds_table(keys, points, manifest["seeds"]))
+    budgeted = [r for r in runs if any(p["policy"] == "BC, budget-matched" for p in r.budget())]
+    if budgeted:
+        tables.append(_budget_table(budgeted))
     labels = [r.name for r in runs]
     series = {
         "BC": [100 * (r.success("test", 0) or 0.0) for r in runs],
@@ -190,12 +194,47 @@ def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
             plots.sweep_bars(labels, series, f"sweep {manifest['name']}", sweep.plots / "sweep.png"),
         )
     ]
+    if budgeted:
+        figures.append(
+            (
+                "Test success % against the training budget",
+                plots.budget_curves(budgeted, f"sweep {manifest['name']}", sweep.plots / "budget.png"),
+            )
+        )
     facts = [
         ("base config", str(manifest["base"])),
         ("grid", ", ".join(f"{k} = {manifest['grid'][k]}" for k in keys)),
         ("runs", f"{len(runs)} of {len(manifest['runs'])} started"),
     ]
     return _write(sweep.root, f"LEAP sweep · {manifest['name']}", facts, tables, figures)
+
+
+def _budget_table(runs: list[RunData]) -> Table:
+    """Per run: what BC, the tested LEAP iteration and the budget-matched BC trained on, their
+    test success with its Wilson interval, and LEAP's paired difference to each baseline."""
+    table = Table(
+        "Test success against the training budget",
+        ["run", "policy", "samples", "optimizer steps", "success %", "95 % CI", "n", "LEAP − it (paired)"],
+        note="LEAP − it: the tested LEAP iteration minus that row's policy on the same tasks, with its "
+        "bootstrap 95 % interval; steps of LEAP count every iteration up to the tested one.",
+    )
+    for run in runs:
+        for point in run.budget():
+            against = [c for c in run.comparisons if c.get("against", "").startswith(point["policy"])]
+            paired = against[0] if against else None
+            table.rows.append(
+                [
+                    run.name,
+                    point["policy"],
+                    str(point["samples"]),
+                    str(point["steps"]),
+                    pct(point["success_rate"]),
+                    rates_interval(point),
+                    str(point["n_episodes"]),
+                    difference_text(paired) if paired else "",
+                ]
+            )
+    return table
 
 
 def _seeds_table(keys: list[str], points: dict[tuple[str, ...], list[RunData]], seeds: list[int]) -> Table:

@@ -73,8 +73,31 @@ class RunData:
         found: dict[str, dict[str, Any]] = {}
         for r in self.rows:
             if r.get("stage") == "compare":
-                found[r["baseline"]] = r
+                found[str(r.get("against", r.get("baseline")))] = r
         return list(found.values())
+
+    def budget(self) -> list[dict[str, Any]]:
+        """What each tested policy was trained on and how it did on the test split: BC, the
+        tested LEAP iteration and the budget-matched BC, as ``{"policy", "samples", "steps",
+        "success_rate", "n_episodes"}`` (steps of LEAP: every iteration's up to the tested one,
+        the budget the matched BC gets). Policies without a test row are left out."""
+        train = {r["iteration"]: r for r in self.rows if r.get("stage") == "train"}
+        found = [
+            _budget_point(
+                "BC (iteration 0)" if k == 0 else f"LEAP iteration {k}",
+                train[k].get("samples"),
+                sum(train[i].get("steps", 0) for i in train if i <= k),
+                test,
+            )
+            for k in sorted(train)
+            if (test := self.row("test", k)) is not None
+        ]
+        matched = self.row("matched_bc_train", None)
+        if matched is not None and (test := self.row("matched_bc_test", None)) is not None:
+            found.append(
+                _budget_point("BC, budget-matched", matched.get("samples"), matched.get("steps"), test)
+            )
+        return found
 
     @property
     def references(self) -> dict[str, dict[str, Any]]:
@@ -99,3 +122,15 @@ class RunData:
     @property
     def has_score_parts(self) -> bool:
         return any("score_parts" in r for r in self.rows)
+
+
+def _budget_point(
+    policy: str, samples: int | None, steps: int | None, test: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "policy": policy,
+        "samples": samples,
+        "steps": steps,
+        "success_rate": test["success_rate"],
+        "n_episodes": test["n_episodes"],
+    }

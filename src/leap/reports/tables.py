@@ -75,7 +75,7 @@ def test_table(run: RunData) -> Table:
         note="success % per category in the last columns; * marks the iteration chosen on validation; "
         "95 % CI: Wilson interval."
         + "".join(
-            f" LEAP iteration {c['leap_iteration']} − {c['baseline']}, paired on the same tasks: "
+            f" LEAP iteration {c['leap_iteration']} − {c['against']}, paired on the same tasks: "
             f"{difference_text(c)} (bootstrap 95 % interval)."
             for c in run.comparisons
         ),
