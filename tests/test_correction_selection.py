@@ -11,6 +11,7 @@ from leap.policy import AgentView, Decision, Policy
 from leap.rollout import Episode, run_episodes
 from leap.teachers import EpisodeCorrection, ProgrammaticTeacher, StepCorrection
 from leap.teachers.selection import select_steps
+from leap.teachers.takeover import first_divergence, take_over
 
 
 class _Pacer(Policy):
@@ -88,3 +89,29 @@ def test_actions_compare_without_case_or_spacing() -> None:
     )
     kept, dropped = select_steps(correction, episode, steps="divergent", max_repeats=1)
     assert [s.step for s in kept] == [0] and dropped == Counter({"repeated_action": 1})
+
+
+def test_takeover_keeps_the_students_steps_then_the_teacher_finishes(corrected) -> None:
+    """From the pacing student's first step the teacher corrects, the teacher acts to the end:
+    the student's own steps before it are kept as they were, and the teacher solves the task."""
+    policy = env_spec("household").teacher_policy(50)
+    for correction, episode in corrected:
+        t = first_divergence(correction, episode)
+        assert t is not None
+        assert all(s.action == episode.steps[s.step].action for s in correction.steps if s.step < t)
+        assert correction.steps[t].action != episode.steps[t].action
+        finished = take_over(episode, t, policy, lambda: make_env("household"), horizon=30)
+        assert finished.episode_id == f"{episode.episode_id}+takeover"
+        assert finished.steps[:t] == episode.steps[:t]
+        assert finished.steps[t].action == correction.steps[t].action  # the same teacher, the same state
+        assert finished.success and finished.steps[-1].done and all(s.valid for s in finished.steps)
+        assert [s.t for s in finished.steps] == list(range(len(finished.steps)))
+
+
+def test_first_divergence_is_none_when_the_teacher_agrees_everywhere() -> None:
+    episode = Episode("e", "household", "train/0000", "pick", "t", "p")
+    episode.steps = run_episodes(
+        lambda: make_env("household"), ["train/0000"], env_spec("household").teacher_policy(50)
+    )[0].steps
+    correction = EpisodeCorrection("e", "t", [StepCorrection(s.t, "r", s.action) for s in episode.steps])
+    assert first_divergence(correction, episode) is None

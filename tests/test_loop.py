@@ -307,3 +307,37 @@ def test_matched_bc_and_paired_comparisons(tmp_path) -> None:
     assert "BC, matched" in result.output and "paired tasks" in result.output and "n=4" in result.output
     report = (run / "report.md").read_text()
     assert "BC, budget-matched" in report and "95 % CI" in report and "paired on the same tasks" in report
+
+
+def test_takeover_corrections_train_on_the_teachers_whole_recovery(tmp_path) -> None:
+    """With loop.corrections: takeover each failed episode is finished by the teacher from the
+    student's first error; the samples are the teacher's steps on that history, and the
+    finished episodes are kept beside them."""
+    prompt = {"style": "student", "layout": "turns", "history_steps": 12, "list_actions": False}
+    sections = {
+        "student": {"prompt": prompt},
+        "loop": {"iterations": 1, "corrections": "takeover"},
+        "train": {"max_length": 4096},
+    }
+    config = load_config(_config(tmp_path, "takeover", **sections))
+    LeapRun(config).run()
+    layout = config.layout
+    student = {e["episode_id"]: e for e in read_jsonl(layout.iteration(1) / "rollout" / "episodes.jsonl")}
+    finished = list(read_jsonl(layout.takeovers(1)))
+    assert len(finished) == 3  # a random student fails every rollout
+    samples = list(read_jsonl(layout.samples(1)))
+    for episode in finished:
+        own = student[episode["episode_id"].removesuffix("+takeover")]
+        start = next(t for t, s in enumerate(episode["steps"]) if s["raw"] == "" and s["prompt_sha"] is None)
+        assert episode["steps"][:start] == own["steps"][:start]
+        assert episode["success"]  # the teacher at 50 % finishes household tasks
+        mine = sorted(
+            (s for s in samples if s["episode_id"] == episode["episode_id"]), key=lambda s: s["step"]
+        )
+        assert [s["step"] for s in mine] == list(range(start, len(episode["steps"])))
+        assert [s["completion"].rsplit("ACTION: ", 1)[1] for s in mine] == [
+            s["action"] for s in episode["steps"][start:]
+        ]
+        assert mine[0]["rejected"] == own["steps"][start]["raw"] and mine[-1]["rejected"] is None
+    row = next(r for r in read_jsonl(layout.metrics) if r["stage"] == "select")
+    assert row["takeovers"] == 3 and row["samples"] == len(samples)

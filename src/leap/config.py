@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from leap.agents import StudentSettings
 from leap.layout import RunLayout
@@ -77,6 +77,11 @@ class LoopSection(StrictModel):
     #: which corrected steps become samples: all of them, or only those where the teacher's
     #: action differs from the student's (the steps that needed a correction)
     correction_steps: CorrectionSteps = "all"
+    #: "steps": the teacher corrects each step on the student's own history (LEAP); "takeover":
+    #: from the student's first step that the teacher corrects, the teacher acts to the end of
+    #: the episode and every one of its steps is a sample (a whole recovery in context; needs a
+    #: programmatic teacher; correction_steps and max_repeats_per_episode do not apply)
+    corrections: Literal["steps", "takeover"] = "steps"
     #: within one episode, train on at most this many corrected steps with the same action
     #: (None: all); a student stuck in a loop otherwise gets the same correction at every turn
     max_repeats_per_episode: int | None = Field(default=None, ge=1)
@@ -123,6 +128,15 @@ class RunConfig(StrictModel):
         if not value or "/" in value or value.startswith("."):
             raise ValueError("must be a plain directory name")
         return value
+
+    @model_validator(mode="after")
+    def _takeover_needs_an_acting_teacher(self) -> RunConfig:
+        if self.loop.corrections == "takeover" and self.teacher.kind != "programmatic":
+            raise ValueError(
+                f"loop.corrections: takeover needs teacher.kind: programmatic (a teacher that acts), "
+                f"not {self.teacher.kind}"
+            )
+        return self
 
     @property
     def run_dir(self) -> Path:
@@ -178,6 +192,8 @@ def validation_message(error: ValidationError, name: Callable[[str], str] = str)
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     more = len(error.errors()) - 1
+    if first["type"] == "value_error" and not first["loc"]:  # a check across sections names its keys
+        return str(first["ctx"]["error"])
     return f"{key}: {message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 
 

@@ -89,6 +89,10 @@ class RunLayout:
     def teacher_stats(self, k: int) -> Path:
         return self.iteration(k) / "teacher_stats.json"
 
+    def takeovers(self, k: int) -> Path:
+        """The episodes the teacher finished from the student's first error (take-over corrections)."""
+        return self.iteration(k) / "takeovers.jsonl"
+
     def samples(self, k: int) -> Path:
         return self.iteration(k) / "samples.jsonl"
 

@@ -38,7 +38,9 @@ from leap.policy import Policy
 from leap.rollout import Episode
 from leap.stats import paired_difference
 from leap.teachers import BudgetExceeded, EpisodeCorrection, Teacher
+from leap.teachers.programmatic import ProgrammaticTeacher
 from leap.teachers.selection import select_steps
+from leap.teachers.takeover import first_divergence, take_over
 from leap.tracking import Tracker
 from leap.train import train_adapter
 
@@ -220,6 +222,8 @@ class LeapRun:
         self, k: int, episodes: list[Episode], corrections: list[EpisodeCorrection]
     ) -> list[Sample]:
         """D_k: the corrected steps selected for training, each on the student's own history."""
+        if self.config.loop.corrections == "takeover":
+            return self.takeover_samples(k, episodes, corrections)
         by_id = {e.episode_id: e for e in episodes}
         loop = self.config.loop
         samples = []
@@ -247,6 +251,52 @@ class LeapRun:
         if dropped:
             log.info("iteration %d: corrected steps not trained on: %s", k, dict(dropped))
         self._metric(k, "select", samples=len(samples), dropped=dict(dropped))
+        atomic_write_jsonl(self.layout.samples(k), [s.to_record() for s in samples])
+        return samples
+
+    def takeover_samples(
+        self, k: int, episodes: list[Episode], corrections: list[EpisodeCorrection]
+    ) -> list[Sample]:
+        """D_k from take-over corrections: each failed episode up to the student's first error,
+        finished by the teacher; every teacher step (validated and audited) is a sample."""
+        teacher = self.teacher(k)
+        if not isinstance(teacher, ProgrammaticTeacher):
+            raise ValueError("loop.corrections: takeover needs a programmatic teacher (teacher.kind)")
+        by_id = {e.episode_id: e for e in episodes}
+        starts: dict[str, int] = {}
+        takeovers: list[Episode] = []
+        dropped: Counter[str] = Counter()
+        for correction in corrections:
+            episode = by_id[correction.episode_id]
+            t = first_divergence(correction, episode)
+            if t is None:
+                dropped["agrees_with_student"] += 1
+                continue
+            takeover = take_over(episode, t, teacher.policy, self.parts.make_env, self.config.env.horizon)
+            starts[takeover.episode_id] = t
+            takeovers.append(takeover)
+        atomic_write_jsonl(self.layout.takeovers(k), [e.to_record() for e in takeovers])
+        samples = []
+        for takeover, checked in zip(takeovers, teacher.correct(takeovers, self.parts.make_env), strict=True):
+            start = starts[takeover.episode_id]
+            student = by_id[takeover.episode_id.removesuffix("+takeover")].steps[start]
+            dropped.update(checked.rejections)
+            samples += [
+                make_sample(
+                    takeover,
+                    s.step,
+                    iteration=k,
+                    teacher=checked.teacher,
+                    reason=s.reason,
+                    action=s.action,
+                    settings=self.config.student.prompt,
+                    rejected=student.raw if s.step == start else None,
+                    leaked=bool(s.leaks),
+                )
+                for s in checked.steps
+                if s.step >= start
+            ]
+        self._metric(k, "select", samples=len(samples), takeovers=len(takeovers), dropped=dict(dropped))
         atomic_write_jsonl(self.layout.samples(k), [s.to_record() for s in samples])
         return samples
 

@@ -18,7 +18,7 @@ from leap.teachers.base import EpisodeCorrection, StepCorrection
 CorrectionSteps = Literal["all", "divergent"]
 
 
-def _normalized(action: str) -> str:
+def normalize_action(action: str) -> str:
     return " ".join(action.lower().split())
 
 
@@ -39,9 +39,9 @@ def select_steps(
     dropped: Counter[str] = Counter()
     uses: Counter[str] = Counter()
     for s in sorted(correction.steps, key=lambda s: s.step):
-        action = _normalized(s.action)
+        action = normalize_action(s.action)
         student = episode.steps[s.step].action if s.step < len(episode.steps) else ""
-        if steps == "divergent" and action == _normalized(student):
+        if steps == "divergent" and action == normalize_action(student):
             dropped["agrees_with_student"] += 1
             continue
         if max_repeats is not None and uses[action] >= max_repeats:

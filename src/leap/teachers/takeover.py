@@ -1,0 +1,93 @@
+"""Take-over corrections: the privileged teacher finishes a failed episode from the student's
+first error, so the student learns a whole recovery in context instead of isolated steps.
+
+The episode keeps the student's own steps before its first divergence from the teacher (its own
+state distribution, as in LEAP's per-step corrections); from there the teacher acts, with its
+realizable reasons, until the task is done or the horizon is reached. Every teacher step becomes
+a sample on that history. Only a teacher that can act (a programmatic privileged policy) can
+take over; its steps are validated and audited like any correction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from leap.envs.base import Environment
+from leap.policy import AgentView, Policy, Turn
+from leap.rollout import Episode, StepRecord
+from leap.teachers.base import EpisodeCorrection
+from leap.teachers.selection import normalize_action
+
+
+def first_divergence(correction: EpisodeCorrection, episode: Episode) -> int | None:
+    """The first step whose corrected action differs from the student's (None: it never does)."""
+    for s in sorted(correction.steps, key=lambda s: s.step):
+        student = episode.steps[s.step].action if s.step < len(episode.steps) else ""
+        if normalize_action(s.action) != normalize_action(student):
+            return s.step
+    return None
+
+
+def take_over(
+    episode: Episode, t: int, policy: Policy, make_env: Callable[[], Environment], horizon: int
+) -> Episode:
+    """``episode``'s first ``t`` steps, replayed, then ``policy`` acting until the episode ends.
+
+    The result is a new episode (id ``EPISODE+takeover``, policy the teacher's name) whose steps
+    from ``t`` on are the teacher's; it raises ``RuntimeError`` if the replay does not reproduce
+    the student's observations (a non-deterministic environment).
+    """
+    env = make_env()
+    try:
+        result = env.reset(episode.task_id)
+        steps: list[StepRecord] = []
+        turns: list[Turn] = []
+        for step in episode.steps[:t]:
+            if result.observation != step.observation:
+                raise RuntimeError(f"{episode.episode_id}: replay diverged at step {step.t}")
+            steps.append(step)
+            turns.append(Turn(step.observation, step.reason, step.action))
+            result = env.step(step.action)
+        out = dataclasses.replace(
+            episode,
+            episode_id=f"{episode.episode_id}+takeover",
+            policy=policy.name,
+            steps=steps,
+            success=False,
+            score=0.0,
+            error=None,
+        )
+        while len(out.steps) < horizon and not result.done:
+            space = env.action_space()
+            view = AgentView(
+                out.episode_id,
+                episode.task,
+                result.observation,
+                space,
+                tuple(turns),
+                env.privileged_state(),
+            )
+            decision = policy.act([view])[0]
+            observation = result.observation
+            result = env.step(decision.action)
+            out.steps.append(
+                StepRecord(
+                    t=len(out.steps),
+                    observation=observation,
+                    candidates=space.to_record(),
+                    action=decision.action,
+                    reason=decision.reason,
+                    raw="",
+                    prompt_sha=None,
+                    valid=space.is_valid(decision.action),
+                    reward=result.reward,
+                    done=result.done,
+                    info={},
+                )
+            )
+            turns.append(Turn(observation, decision.reason, decision.action))
+            out.success, out.score = result.success, result.reward
+        return out
+    finally:
+        env.close()
