@@ -11,7 +11,7 @@ from leap.policy import AgentView, Decision, Policy
 from leap.rollout import Episode, run_episodes
 from leap.teachers import EpisodeCorrection, ProgrammaticTeacher, StepCorrection
 from leap.teachers.selection import select_steps
-from leap.teachers.takeover import first_divergence, take_over
+from leap.teachers.takeover import first_divergence, take_over, takeover_step
 
 
 class _Pacer(Policy):
@@ -115,3 +115,15 @@ def test_first_divergence_is_none_when_the_teacher_agrees_everywhere() -> None:
     )[0].steps
     correction = EpisodeCorrection("e", "t", [StepCorrection(s.t, "r", s.action) for s in episode.steps])
     assert first_divergence(correction, episode) is None
+
+
+def test_takeover_step_is_drawn_between_the_first_error_and_the_end(corrected) -> None:
+    steps = []
+    for correction, episode in corrected:
+        first = first_divergence(correction, episode)
+        step = takeover_step(correction, episode, seed=0)
+        assert first is not None and step is not None
+        assert first <= step < len(episode.steps)
+        assert takeover_step(correction, episode, seed=0) == step  # seeded
+        steps.append(step)
+    assert len(set(steps)) > 1  # not always the same step

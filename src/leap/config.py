@@ -78,9 +78,10 @@ class LoopSection(StrictModel):
     #: action differs from the student's (the steps that needed a correction)
     correction_steps: CorrectionSteps = "all"
     #: "steps": the teacher corrects each step on the student's own history (LEAP); "takeover":
-    #: from the student's first step that the teacher corrects, the teacher acts to the end of
-    #: the episode and every one of its steps is a sample (a whole recovery in context; needs a
-    #: programmatic teacher; correction_steps and max_repeats_per_episode do not apply)
+    #: from a step drawn between the student's first error and its last step, the teacher acts
+    #: to the end of the episode and every one of its steps is a sample (a whole recovery in
+    #: context; needs a programmatic teacher; correction_steps and max_repeats_per_episode do not
+    #: apply)
     corrections: Literal["steps", "takeover"] = "steps"
     #: within one episode, train on at most this many corrected steps with the same action
     #: (None: all); a student stuck in a loop otherwise gets the same correction at every turn

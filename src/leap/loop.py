@@ -40,7 +40,7 @@ from leap.stats import paired_difference
 from leap.teachers import BudgetExceeded, EpisodeCorrection, Teacher
 from leap.teachers.programmatic import ProgrammaticTeacher
 from leap.teachers.selection import select_steps
-from leap.teachers.takeover import first_divergence, take_over
+from leap.teachers.takeover import take_over, takeover_step
 from leap.tracking import Tracker
 from leap.train import train_adapter
 
@@ -257,8 +257,9 @@ class LeapRun:
     def takeover_samples(
         self, k: int, episodes: list[Episode], corrections: list[EpisodeCorrection]
     ) -> list[Sample]:
-        """D_k from take-over corrections: each failed episode up to the student's first error,
-        finished by the teacher; every teacher step (validated and audited) is a sample."""
+        """D_k from take-over corrections: each failed episode up to a step between the student's
+        first error and its end, finished by the teacher; every teacher step (validated and
+        audited) is a sample."""
         teacher = self.teacher(k)
         if not isinstance(teacher, ProgrammaticTeacher):
             raise ValueError("loop.corrections: takeover needs a programmatic teacher (teacher.kind)")
@@ -268,7 +269,7 @@ class LeapRun:
         dropped: Counter[str] = Counter()
         for correction in corrections:
             episode = by_id[correction.episode_id]
-            t = first_divergence(correction, episode)
+            t = takeover_step(correction, episode, self.config.seed)
             if t is None:
                 dropped["agrees_with_student"] += 1
                 continue

@@ -1,16 +1,19 @@
-"""Take-over corrections: the privileged teacher finishes a failed episode from the student's
-first error, so the student learns a whole recovery in context instead of isolated steps.
+"""Take-over corrections: the privileged teacher finishes a failed episode from a state the
+student got itself into, so the student learns a whole recovery in context instead of isolated
+steps (a roll-in by the student, a roll-out by the teacher).
 
-The episode keeps the student's own steps before its first divergence from the teacher (its own
-state distribution, as in LEAP's per-step corrections); from there the teacher acts, with its
-realizable reasons, until the task is done or the horizon is reached. Every teacher step becomes
-a sample on that history. Only a teacher that can act (a programmatic privileged policy) can
-take over; its steps are validated and audited like any correction.
+The episode keeps the student's own steps up to the take-over step, drawn between its first
+error and its last step (its own state distribution, as in LEAP's per-step corrections); from
+there the teacher acts, with its realizable reasons, until the task is done or the horizon is
+reached. Every teacher step becomes a sample on that history. Only a teacher that can act (a
+programmatic privileged policy) can take over; its steps are validated and audited like any
+correction.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 
 from leap.envs.base import Environment
@@ -27,6 +30,18 @@ def first_divergence(correction: EpisodeCorrection, episode: Episode) -> int | N
         if normalize_action(s.action) != normalize_action(student):
             return s.step
     return None
+
+
+def takeover_step(correction: EpisodeCorrection, episode: Episode, seed: int) -> int | None:
+    """Where the teacher takes over: a step drawn uniformly (seeded by ``seed`` and the episode)
+    from the student's first error to its last step, so that the recoveries start from every
+    kind of state the student gets itself into (a wrong first guess, a loop, a wrong object in
+    hand); None where the teacher agrees with every step."""
+    first = first_divergence(correction, episode)
+    if first is None:
+        return None
+    last = max(first, len(episode.steps) - 1)
+    return random.Random(f"takeover/{seed}/{episode.episode_id}").randint(first, last)
 
 
 def take_over(
