@@ -330,7 +330,8 @@ def test_takeover_corrections_train_on_the_teachers_whole_recovery(tmp_path) -> 
         own = student[episode["episode_id"].removesuffix("+takeover")]
         start = next(t for t, s in enumerate(episode["steps"]) if s["raw"] == "" and s["prompt_sha"] is None)
         assert episode["steps"][:start] == own["steps"][:start]
-        assert episode["success"]  # the teacher at 50 % finishes household tasks
+        # the teacher at 50 % finishes the task unless the horizon (12) comes first
+        assert episode["success"] or len(episode["steps"]) == 12
         mine = sorted(
             (s for s in samples if s["episode_id"] == episode["episode_id"]), key=lambda s: s["step"]
         )
@@ -339,5 +340,6 @@ def test_takeover_corrections_train_on_the_teachers_whole_recovery(tmp_path) -> 
             s["action"] for s in episode["steps"][start:]
         ]
         assert mine[0]["rejected"] == own["steps"][start]["raw"] and mine[-1]["rejected"] is None
+    assert any(e["success"] for e in finished)
     row = next(r for r in read_jsonl(layout.metrics) if r["stage"] == "select")
     assert row["takeovers"] == 3 and row["samples"] == len(samples)
