@@ -32,6 +32,10 @@ CONFIGS = [p for p in SHIPPED if p not in SWEEPS]
         ),
         ({"train": {}}, "name: Field required"),
         ({"name": "a/b"}, "name: Value error, must be a plain directory name"),
+        (
+            {"name": "x", "loop": {"corrections": "takeover"}, "teacher": {"kind": "llm", "model": "m"}},
+            "loop.corrections: takeover needs teacher.kind: programmatic",
+        ),
     ],
 )
 def test_bad_configs_name_the_key(data: dict, message: str) -> None:
@@ -61,6 +65,31 @@ def test_cli_reports_config_errors_in_one_line(tmp_path) -> None:
     assert result.exit_code == 2
     assert "config error:" in result.output and "teacher.kind:" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_run_directory_resumes_only_its_own_config(tmp_path) -> None:
+    """`--set seed=1` on a directory that holds the seed-0 run would mix the two runs' stages:
+    it is refused in one line naming the key; extending a run (more iterations) is not."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "output_dir": str(tmp_path / "runs")}))
+    first = load_config(path)
+    first.check_resume()  # nothing there yet
+    first.layout.root.mkdir(parents=True)
+    first.layout.config.write_text(yaml.safe_dump(first.model_dump(mode="json")))
+    first.check_resume()
+    load_config(path, {"loop.iterations": 5, "loop.matched_bc": True}).check_resume()
+    with pytest.raises(ConfigError, match=r"holds a run with seed: 0, not 1; .*--set name="):
+        load_config(path, {"seed": 1}).check_resume()
+    with pytest.raises(ConfigError, match=r"train\.learning_rate"):
+        load_config(path, {"train.learning_rate": 0.5}).check_resume()
+    result = CliRunner().invoke(app, ["run", str(path), "--set", "seed=1"])
+    assert result.exit_code == 2 and "seed: 0, not 1" in result.output and "Traceback" not in result.output
+    assert (
+        CliRunner()
+        .invoke(app, ["run", str(path), "--set", "seed=1", "--set", "name=x1", "--dry-run"])
+        .exit_code
+        == 0
+    )
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))

@@ -174,6 +174,7 @@ def run_command(
 
     try:
         cfg = load_config(config, _overrides(set_))
+        cfg.check_resume()
     except ConfigError as exc:
         raise _fail(f"config error: {exc}") from None
     if dry_run:

@@ -154,6 +154,28 @@ class RunConfig(StrictModel):
         teacher's)."""
         return self.demos.privilege if self.demos.privilege is not None else self.teacher.privilege
 
+    def check_resume(self) -> None:
+        """Refuse to resume a run directory that holds a run of another config: its finished
+        stages would be mixed with this config's. What may change between sessions is how far
+        the run goes and what it adds at the end (``RESUMABLE_CHANGES``). Raises ConfigError
+        naming the first key that differs."""
+        saved = self.layout.config
+        if not saved.is_file():
+            return
+        try:
+            before = _flatten(yaml.safe_load(saved.read_text()) or {})
+        except yaml.YAMLError:
+            return  # a torn config.yaml is rewritten by the run
+        now = _flatten(self.model_dump(mode="json"))
+        for key in sorted(before.keys() | now.keys()):
+            if key.startswith(RESUMABLE_CHANGES) or before.get(key) == now.get(key):
+                continue
+            raise ConfigError(
+                f"{self.run_dir} holds a run with {key}: {before.get(key)!r}, not {now.get(key)!r}; "
+                "run it with its own config to resume it, or give this one another name "
+                "(--set name=...)"
+            )
+
     def check_environment(self) -> None:
         """Check what the chosen environment's spec can say without building it: that it exists,
         that its programmatic teacher has the privilege levels asked for, that the demonstrations'
@@ -178,6 +200,28 @@ class RunConfig(StrictModel):
                 check()
             except ValueError as exc:
                 raise ConfigError(f"{key}: {exc}") from None
+
+
+#: config keys (dotted prefixes) that may change when a run resumes
+RESUMABLE_CHANGES = (
+    "name",
+    "output_dir",
+    "loop.iterations",
+    "loop.matched_bc",
+    "loop.reference_experts",
+    "loop.reference_zero_shot",
+    "budget.",
+    "tracking.",
+)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return {k.removesuffix("."): v for k, v in out.items()}
 
 
 class ConfigError(ValueError):
