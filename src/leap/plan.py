@@ -45,6 +45,8 @@ def plan_rows(config: RunConfig) -> list[tuple[str, str]]:
     kept = "every corrected step" if loop.correction_steps == "all" else "the steps where the student erred"
     if loop.max_repeats_per_episode:
         kept += f", each action at most {loop.max_repeats_per_episode}x per episode"
+    if loop.corrections == "takeover":
+        kept = "the teacher's steps after it takes over (between the student's first error and its end)"
     for k in range(1, loop.iterations + 1):
         rows.append(
             (
