@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import pytest
@@ -10,6 +11,7 @@ from leap.envs import env_spec, make_env
 from leap.policy import AgentView, Decision, Policy
 from leap.rollout import Episode, run_episodes
 from leap.teachers import EpisodeCorrection, ProgrammaticTeacher, StepCorrection
+from leap.teachers.replay import ReplayMismatch
 from leap.teachers.selection import select_steps
 from leap.teachers.takeover import first_divergence, take_over, takeover_step
 
@@ -127,3 +129,13 @@ def test_takeover_step_is_drawn_between_the_first_error_and_the_end(corrected) -
         assert takeover_step(correction, episode, seed=0) == step  # seeded
         steps.append(step)
     assert len(set(steps)) > 1  # not always the same step
+
+
+def test_takeover_refuses_an_episode_the_environment_does_not_reproduce(corrected) -> None:
+    _, episode = corrected[0]
+    altered = dataclasses.replace(episode, steps=list(episode.steps))
+    altered.steps[1] = dataclasses.replace(altered.steps[1], observation="something else")
+    policy = env_spec("household").teacher_policy(50)
+    with pytest.raises(ReplayMismatch, match="replay diverged at step 1"):
+        take_over(altered, 3, policy, lambda: make_env("household"))
+    assert len(take_over(episode, 0, policy, lambda: make_env("household", horizon=4)).steps) <= 4

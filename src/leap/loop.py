@@ -37,8 +37,9 @@ from leap.models.registry import resolve_model_path
 from leap.policy import Policy
 from leap.rollout import Episode
 from leap.stats import paired_difference
-from leap.teachers import BudgetExceeded, EpisodeCorrection, Teacher
+from leap.teachers import BudgetExceeded, EpisodeCorrection, StepCorrection, Teacher
 from leap.teachers.programmatic import ProgrammaticTeacher
+from leap.teachers.replay import ReplayMismatch
 from leap.teachers.selection import select_steps
 from leap.teachers.takeover import take_over, takeover_step
 from leap.tracking import Tracker
@@ -235,23 +236,40 @@ class LeapRun:
                 correction, episode, steps=loop.correction_steps, max_repeats=loop.max_repeats_per_episode
             )
             dropped.update(skipped)
-            samples += [
-                make_sample(
-                    episode,
-                    s.step,
-                    iteration=k,
-                    teacher=correction.teacher,
-                    reason=s.reason,
-                    action=s.action,
-                    settings=self.config.student.prompt,
-                    rejected=episode.steps[s.step].raw,
-                    leaked=bool(s.leaks),
-                )
-                for s in kept
-            ]
+            replaced = {s.step: episode.steps[s.step].raw for s in kept}
+            samples += self._on_history(k, episode, correction.teacher, kept, replaced)
+        return self._selected(k, samples, dropped)
+
+    def _on_history(
+        self,
+        k: int,
+        episode: Episode,
+        teacher: str,
+        steps: list[StepCorrection],
+        replaced: dict[int, str],
+    ) -> list[Sample]:
+        """Samples of the corrected ``steps`` on ``episode``'s history; ``replaced`` holds, by step,
+        the student's reply that a correction replaces (DPO's rejected answer)."""
+        return [
+            make_sample(
+                episode,
+                s.step,
+                iteration=k,
+                teacher=teacher,
+                reason=s.reason,
+                action=s.action,
+                settings=self.config.student.prompt,
+                rejected=replaced.get(s.step),
+                leaked=bool(s.leaks),
+            )
+            for s in steps
+        ]
+
+    def _selected(self, k: int, samples: list[Sample], dropped: Counter[str], **counts: int) -> list[Sample]:
+        """Record D_k: its size and what was not trained on, by cause."""
         if dropped:
             log.info("iteration %d: corrected steps not trained on: %s", k, dict(dropped))
-        self._metric(k, "select", samples=len(samples), dropped=dict(dropped))
+        self._metric(k, "select", samples=len(samples), **counts, dropped=dict(dropped))
         atomic_write_jsonl(self.layout.samples(k), [s.to_record() for s in samples])
         return samples
 
@@ -274,7 +292,12 @@ class LeapRun:
             if t is None:
                 dropped["agrees_with_student"] += 1
                 continue
-            takeover = take_over(episode, t, teacher.policy, self.parts.make_env, self.config.env.horizon)
+            try:
+                takeover = take_over(episode, t, teacher.policy, self.parts.make_env, self.config.env.horizon)
+            except ReplayMismatch as exc:
+                log.warning("%s", exc)
+                dropped["replay_mismatch"] += 1
+                continue
             starts[takeover.episode_id] = t
             takeovers.append(takeover)
         atomic_write_jsonl(self.layout.takeovers(k), [e.to_record() for e in takeovers])
@@ -283,24 +306,9 @@ class LeapRun:
             start = starts[takeover.episode_id]
             student = by_id[takeover.episode_id.removesuffix("+takeover")].steps[start]
             dropped.update(checked.rejections)
-            samples += [
-                make_sample(
-                    takeover,
-                    s.step,
-                    iteration=k,
-                    teacher=checked.teacher,
-                    reason=s.reason,
-                    action=s.action,
-                    settings=self.config.student.prompt,
-                    rejected=student.raw if s.step == start else None,
-                    leaked=bool(s.leaks),
-                )
-                for s in checked.steps
-                if s.step >= start
-            ]
-        self._metric(k, "select", samples=len(samples), takeovers=len(takeovers), dropped=dict(dropped))
-        atomic_write_jsonl(self.layout.samples(k), [s.to_record() for s in samples])
-        return samples
+            steps = [s for s in checked.steps if s.step >= start]
+            samples += self._on_history(k, takeover, checked.teacher, steps, {start: student.raw})
+        return self._selected(k, samples, dropped, takeovers=len(takeovers))
 
     # -- stages: models --------------------------------------------------------------------------
     def train(self, k: int, datasets: list[list[Sample]]) -> Path:

@@ -20,6 +20,7 @@ from leap.envs.base import Environment
 from leap.policy import AgentView, Policy, Turn
 from leap.rollout import Episode, StepRecord
 from leap.teachers.base import EpisodeCorrection
+from leap.teachers.replay import ReplayMismatch
 from leap.teachers.selection import normalize_action
 
 
@@ -45,13 +46,14 @@ def takeover_step(correction: EpisodeCorrection, episode: Episode, seed: int) ->
 
 
 def take_over(
-    episode: Episode, t: int, policy: Policy, make_env: Callable[[], Environment], horizon: int
+    episode: Episode, t: int, policy: Policy, make_env: Callable[[], Environment], horizon: int | None = None
 ) -> Episode:
     """``episode``'s first ``t`` steps, replayed, then ``policy`` acting until the episode ends.
 
     The result is a new episode (id ``EPISODE+takeover``, policy the teacher's name) whose steps
-    from ``t`` on are the teacher's; it raises ``RuntimeError`` if the replay does not reproduce
-    the student's observations (a non-deterministic environment).
+    from ``t`` on are the teacher's, until the task is done or ``horizon`` steps (default: the
+    environment's) are reached. Raises ``ReplayMismatch`` if the replay does not reproduce the
+    student's observations (a non-deterministic environment).
     """
     env = make_env()
     try:
@@ -60,7 +62,7 @@ def take_over(
         turns: list[Turn] = []
         for step in episode.steps[:t]:
             if result.observation != step.observation:
-                raise RuntimeError(f"{episode.episode_id}: replay diverged at step {step.t}")
+                raise ReplayMismatch(f"{episode.episode_id}: replay diverged at step {step.t}")
             steps.append(step)
             turns.append(Turn(step.observation, step.reason, step.action))
             result = env.step(step.action)
@@ -73,7 +75,8 @@ def take_over(
             score=0.0,
             error=None,
         )
-        while len(out.steps) < horizon and not result.done:
+        limit = horizon or env.horizon
+        while len(out.steps) < limit and not result.done:
             space = env.action_space()
             view = AgentView(
                 out.episode_id,
