@@ -279,6 +279,17 @@ def test_sweep_shares_behaviour_cloning_between_equal_runs(tmp_path) -> None:
     assert (dpo / "iter_1" / "train" / "dpo.jsonl").exists()
 
 
+def test_sweep_refuses_a_run_directory_of_another_config_before_running(tmp_path) -> None:
+    sweep = _sweep_file(tmp_path, {"teacher.privilege": [0]})
+    _, [run] = load_sweep(sweep)
+    run.config.layout.root.mkdir(parents=True)
+    saved = run.config.model_dump(mode="json")
+    run.config.layout.config.write_text(yaml.safe_dump({**saved, "seed": 7}))
+    result = CliRunner().invoke(app, ["sweep", str(sweep)])
+    assert result.exit_code == 2 and "seed: 7, not 0" in result.output and "Traceback" not in result.output
+    assert not run.config.layout.metrics.exists()  # nothing ran
+
+
 def test_sweep_dry_run_lists_the_grid(tmp_path) -> None:
     sweep = _sweep_file(tmp_path, {"teacher.privilege": [0, 50], "train.rule": ["sft", "kto"]})
     result = CliRunner().invoke(app, ["sweep", str(sweep), "--dry-run"])

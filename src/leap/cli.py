@@ -250,6 +250,8 @@ def sweep_command(
 
     try:
         spec, runs = load_sweep(sweep)
+        for r in runs:  # an edited sweep file must not resume runs of its old grid point
+            r.config.check_resume()
     except ConfigError as exc:
         raise _fail(f"config error: {exc}") from None
     if dry_run:

@@ -215,13 +215,15 @@ RESUMABLE_CHANGES = (
 )
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {prefix: data}
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections as dotted keys: {"loop": {"iterations": 2}} -> {"loop.iterations": 2}."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        out.update(_flatten(value, f"{prefix}{key}."))
-    return {k.removesuffix("."): v for k, v in out.items()}
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 class ConfigError(ValueError):

@@ -90,7 +90,7 @@ class RunLayout:
         return self.iteration(k) / "teacher_stats.json"
 
     def takeovers(self, k: int) -> Path:
-        """The episodes the teacher finished from the student's first error (take-over corrections)."""
+        """The failed episodes as the teacher finished them (take-over corrections)."""
         return self.iteration(k) / "takeovers.jsonl"
 
     def samples(self, k: int) -> Path:

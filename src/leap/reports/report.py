@@ -220,8 +220,9 @@ def _budget_table(runs: list[RunData]) -> Table:
     )
     for run in runs:
         for point in run.budget():
-            against = [c for c in run.comparisons if c.get("against", "").startswith(point["policy"])]
-            paired = against[0] if against else None
+            paired = next(
+                (c for c in run.comparisons if c.get("against", "").startswith(point["policy"])), None
+            )
             table.rows.append(
                 [
                     run.name,
