@@ -18,6 +18,8 @@ from leap.config import load_config
 from leap.io import atomic_write_jsonl, read_jsonl
 from leap.loop import LeapRun
 from leap.reports import build_report
+from leap.reports.plots import budget_figure
+from leap.reports.rundata import RunData
 from leap.reports.viewer import build_viewer
 from leap.sweep import bc_signature, load_sweep, run_sweep
 
@@ -358,3 +360,8 @@ def test_sweep_report_plots_success_against_the_training_budget(tmp_path) -> Non
     assert rows[2]["success %"] == _pct(_last(run_dir, "matched_bc_test", iteration=None)["success_rate"])
     assert "paired tasks" in rows[0]["LEAP − it (paired)"] and "paired tasks" in rows[2]["LEAP − it (paired)"]
     assert rows[1]["LEAP − it (paired)"] == ""
+    # the plot names the split the runs were tested on (dev_ood while designing, test_ood after)
+    run = RunData.load(run_dir)
+    assert run.test_split == run.config["env"]["test_split"] == "test_ood"
+    axes = budget_figure([run], "tiny").axes
+    assert [ax.get_ylabel() for ax in axes] == ["success % on test_ood (95 % CI)"] * 2

@@ -116,15 +116,17 @@ def _series_name(policy: str) -> str:
     return "LEAP (tested iteration)" if policy.startswith("LEAP") else policy
 
 
-def budget_curves(runs: Sequence[RunData], title: str, path: Path) -> Path:
-    """Test success % (Wilson 95 % error bars) against the training budget, in samples and in
-    optimizer steps, for BC, the tested LEAP iteration and the budget-matched BC of each run;
-    the points of one kind are joined in budget order. LEAP and its matched BC share a budget by
-    design, so each kind is nudged sideways by 1 % to keep the error bars apart."""
+def budget_figure(runs: Sequence[RunData], title: str) -> Figure:
+    """Success % on the runs' test split (Wilson 95 % error bars) against the training budget,
+    in samples and in optimizer steps, for BC, the tested LEAP iteration and the budget-matched
+    BC of each run; the points of one kind are joined in budget order. LEAP and its matched BC
+    share a budget by design, so each kind is nudged sideways by 1 % to keep the error bars
+    apart."""
     series: dict[str, list[dict]] = {}
     for run in runs:
         for point in run.budget():
             series.setdefault(_series_name(point["policy"]), []).append(point)
+    splits = ", ".join(sorted({run.test_split for run in runs}))
     fig = Figure(figsize=(10, 3.8))
     for i, (key, label) in enumerate((("samples", "training samples"), ("steps", "optimizer steps"))):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -139,9 +141,14 @@ def budget_curves(runs: Sequence[RunData], title: str, path: Path) -> Path:
             xs = [p[key] * (1 + 0.01 * (j - 1)) for p in points]
             ax.errorbar(xs, rates, yerr=errors, marker="o", capsize=3, label=name)
         ax.set_xlabel(label)
-        ax.set_ylabel("test success % (95 % CI)")
+        ax.set_ylabel(f"success % on {splits} (95 % CI)")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
-    return _save(fig, path)
+    return fig
+
+
+def budget_curves(runs: Sequence[RunData], title: str, path: Path) -> Path:
+    """The budget figure (``budget_figure``) saved as ``path``."""
+    return _save(budget_figure(runs, title), path)

@@ -48,6 +48,11 @@ class RunData:
     def env(self) -> str:
         return str(self.config.get("env", {}).get("name", "?"))
 
+    @property
+    def test_split(self) -> str:
+        """The split the run's test stage evaluates on (test_ood, or dev_ood while designing)."""
+        return str(self.config.get("env", {}).get("test_split", "test"))
+
     def row(self, stage: str, iteration: int) -> dict[str, Any] | None:
         """The last metric row of ``stage`` for ``iteration``."""
         found = None
