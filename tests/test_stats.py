@@ -30,8 +30,14 @@ def test_paired_difference_pairs_tasks_and_brackets_the_effect() -> None:
     assert paired_difference({}, {})["n"] == 0
 
 
-def test_mean_interval_over_seeds() -> None:
+def test_mean_interval_over_seeds_uses_students_t() -> None:
+    """Three seeds: t with 2 degrees of freedom (4.303), not the normal 1.96; one seed: no
+    interval."""
     mean, low, high = mean_interval([0.1, 0.2, 0.3])
-    assert mean == pytest.approx(0.2) and low == pytest.approx(0.2 - 1.96 * 0.1 / 3**0.5, abs=1e-3)
+    assert mean == pytest.approx(0.2) and low == pytest.approx(0.2 - 4.303 * 0.1 / 3**0.5, abs=1e-4)
     assert high - mean == pytest.approx(mean - low)
-    assert mean_interval([0.4]) == (0.4, 0.4, 0.4)
+    assert mean_interval([0.0, 0.2])[2] == pytest.approx(0.1 + 12.706 * 0.1414214 / 2**0.5, abs=1e-4)
+    # many seeds: the normal quantile
+    many = [0.0, 1.0] * 20
+    assert mean_interval(many)[2] == pytest.approx(0.5 + 1.96 * 0.5064 / 40**0.5, abs=1e-3)
+    assert mean_interval([0.4]) == (0.4, None, None)

@@ -240,7 +240,7 @@ def _budget_table(runs: list[RunData]) -> Table:
 
 def _seeds_table(keys: list[str], points: dict[tuple[str, ...], list[RunData]], seeds: list[int]) -> Table:
     """Per grid point, over its seeds: the mean test success of BC and of the best LEAP
-    iteration, and of their difference, each with a normal 95 % interval over seeds."""
+    iteration, and of their difference, each with a Student's t 95 % interval over seeds."""
     table = Table(
         f"Over seeds {', '.join(map(str, seeds))}: mean test success % [95 % interval over seeds]",
         [*keys, "finished seeds", "BC test %", "LEAP test %", "LEAP − BC (points)"],
@@ -251,6 +251,8 @@ def _seeds_table(keys: list[str], points: dict[tuple[str, ...], list[RunData]], 
         if not values:
             return ""
         mean, low, high = mean_interval(values)
+        if low is None or high is None:
+            return f"{100 * mean:.1f}"
         return f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
     for point, runs in points.items():
