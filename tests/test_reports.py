@@ -365,3 +365,22 @@ def test_sweep_report_plots_success_against_the_training_budget(tmp_path) -> Non
     assert run.test_split == run.config["env"]["test_split"] == "test_ood"
     axes = budget_figure([run], "tiny").axes
     assert [ax.get_ylabel() for ax in axes] == ["success % on test_ood (95 % CI)"] * 2
+
+
+def test_seeds_table_gives_an_interval_only_from_two_seeds() -> None:
+    """One finished seed: the mean alone (no interval); two: Student's t over the seeds."""
+    from leap.reports.report import _seeds_table
+
+    def run(seed: int, bc: float, leap: float) -> RunData:
+        rows = [
+            {"iteration": 0, "stage": "test", "success_rate": bc},
+            {"iteration": 1, "stage": "test", "success_rate": leap},
+        ]
+        return RunData(Path(f"s{seed}"), {"seed": seed}, rows, {"best_leap_iteration": 1})
+
+    one = _seeds_table(["k"], {("a",): [run(0, 0.1, 0.3)]}, [0]).rows
+    assert one == [["a", "1", "10.0", "30.0", "20.0"]]
+    two = _seeds_table(["k"], {("a",): [run(0, 0.1, 0.3), run(1, 0.1, 0.1)]}, [0, 1]).rows
+    half = 100 * 12.706 * 0.1414214 / 2**0.5
+    assert two[0][:3] == ["a", "2", "10.0 [10.0, 10.0]"]
+    assert two[0][4] == f"10.0 [{10 - half:.1f}, {10 + half:.1f}]"
