@@ -87,22 +87,15 @@ def difference_text(comparison: Mapping[str, Any]) -> str:
     )
 
 
-#: Student's t 97.5 % quantiles for 1..30 degrees of freedom (a 95 % two-sided interval)
-T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
 def mean_interval(values: Sequence[float]) -> tuple[float, float | None, float | None]:
     """Mean and a 95 % interval over repeated runs (seeds), from Student's t: with 2 or 3 seeds
     a normal interval would be 6.5 or 2.2 times too narrow. One value gives no interval (None
     bounds)."""
+    from scipy.stats import t
+
     x = np.asarray(values, dtype=float)
     mean = float(x.mean()) if len(x) else 0.0
     if len(x) < 2:
         return mean, None, None
-    t = T975[len(x) - 2] if len(x) - 1 <= len(T975) else Z95
-    half = t * float(x.std(ddof=1)) / math.sqrt(len(x))
+    half = float(t.ppf(0.975, len(x) - 1)) * float(x.std(ddof=1)) / math.sqrt(len(x))
     return mean, mean - half, mean + half
