@@ -6,6 +6,8 @@ Modes (one run, one model):
                     resuming from the previous step's keys and values (the prefix cache): the
                     engine a run uses
   lockstep-nocache  the same without the prefix cache (every step recomputes its transcript)
+  lockstep-static   the same with a preallocated (static) cache: on a GPU transformers compiles
+                    the decoding step with CUDA graphs
   sequential        one episode at a time, one model call per step (as the original LEAP code)
 
 The student is the demo's: the transcript prompt, constrained actions, greedy decoding. Prints
@@ -37,7 +39,13 @@ from leap.rollout import run_episodes
 TURNS = PromptSettings(
     style="student", layout="turns", history_steps=20, max_observation_chars=600, list_actions=False
 )
-MODES = {"lockstep": (True, True), "lockstep-nocache": (True, False), "sequential": (False, True)}
+#: mode -> (episodes in lockstep, the model's cache: leap.models.transformers_backend.CacheMode)
+MODES = {
+    "lockstep": (True, "prefix"),
+    "lockstep-nocache": (True, "dynamic"),
+    "lockstep-static": (True, "static"),
+    "sequential": (False, "prefix"),
+}
 
 
 def main() -> None:
@@ -61,13 +69,9 @@ def main() -> None:
     results, replies = {}, {}
     peak = None
     for mode in args.modes.split(","):
-        lockstep, cached = MODES[mode]
+        lockstep, cache = MODES[mode]
         model = TransformersChatModel(
-            model_dir,
-            device=args.device,
-            dtype=args.dtype,
-            batch_size=args.episodes,
-            prefix_cache_mb=1024 if cached else 0,
+            model_dir, device=args.device, dtype=args.dtype, batch_size=args.episodes, cache=cache
         )
         if peak is None:
             peak = matmul_peak(model.device, model.dtype)
@@ -87,8 +91,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         prompt = model.usage.prompt_tokens - before[0]
         generated = model.usage.completion_tokens - before[1]
-        cache = model.prefix_cache
-        computed = prompt - (cache.reused_tokens if cache else 0) + generated
+        prefix = model.prefix_cache
+        computed = prompt - (prefix.reused_tokens if prefix else 0) + generated
         steps = sum(e.n_actions for e in episodes)
         results[mode] = {
             "episodes": len(episodes),
@@ -130,7 +134,7 @@ def main() -> None:
             f"{100 * r['mfu']:.2f} %",
             f"{same}/{len(replies[first])}",
         )
-    Console().print(table)
+    Console(width=150).print(table)
     if args.json:
         Path(args.json).write_text(
             json.dumps({"args": vars(args), "peak_flops": peak, "results": results}, indent=2)

@@ -9,6 +9,10 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
   leap      the loss head only at labelled positions (and a fused AdamW on CUDA)
   leap-flex leap's loss with flex attention over the step's rows in one sequence (a block
             mask; CUDA only)
+  leap-concat   leap with the step's rows in one sequence under sdpa (a dense tree mask): one
+            micro-batch per optimizer step
+  leap-compile  leap with every decoder layer compiled by torch.compile
+  leap-concat-compile   both
   dpo       TRL's DPO on preference pairs built from the same episodes
 
 Tokens/s are steady-state (after the first, compiling step). Model FLOPs per token count the
@@ -52,6 +56,9 @@ ENGINES = {
     "trl": {"engine": "trl"},
     "leap": {"engine": "leap"},
     "leap-flex": {"engine": "leap", "attention": "flex"},
+    "leap-concat": {"engine": "leap", "concatenate_rows": True},
+    "leap-compile": {"engine": "leap", "compile": True},
+    "leap-concat-compile": {"engine": "leap", "concatenate_rows": True, "compile": True},
     "dpo": {"rule": "dpo"},
 }
 
@@ -205,7 +212,7 @@ def main() -> None:
     for m in results.values():
         m["mfu"] = m["tokens_per_s"] * per_token / peak
 
-    console = Console()
+    console = Console(width=150)
     table = Table(
         title=f"{Path(args.model).name}{' (random weights)' if args.random_weights else ''} on {args.device}"
         f" ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'CPU'}), LoRA r 16, "
@@ -213,9 +220,10 @@ def main() -> None:
         f"({'bf16' if bf16 else 'fp32'})",
         title_justify="left",
     )
-    for col in ("engine", "attention", "steps", "s/step", "tokens/s", "MFU", "first loss", "vs trl"):
+    reference = next(name for name in results if name != "dpo") if set(results) - {"dpo"} else None
+    for col in ("engine", "attention", "steps", "s/step", "tokens/s", "MFU", "first loss", f"vs {reference}"):
         table.add_column(col, justify="right")
-    base = results.get("trl", {}).get("tokens_per_s")
+    base = results[reference]["tokens_per_s"] if reference else None
     for name, m in results.items():
         first = m["loss_curve"][0]["loss"] if m["loss_curve"] else float("nan")
         table.add_row(

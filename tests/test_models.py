@@ -142,6 +142,32 @@ def test_prefix_cache_reuses_history_and_changes_no_reply(tiny_model_path, const
     assert cached.usage.prompt_tokens == cache.reused_tokens + cache.computed_tokens
 
 
+def test_a_static_cache_changes_no_reply_and_only_grows(tiny_model_path) -> None:
+    """The GPU path's preallocated cache (compiled there) decodes as the growing cache does, in
+    steps of STATIC_CACHE_STEP tokens that never shrink (fewer shapes to compile)."""
+    from leap.models.base import ChoiceConstraint
+    from leap.models.transformers_backend import STATIC_CACHE_STEP
+
+    plain = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="dynamic")
+    static = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="static")
+    assert plain.prefix_cache is None and static.prefix_cache is None
+    assert static.describe().endswith("static cache")
+    rules = [ChoiceConstraint("ACTION:", ("look", "go to cabinet 1"))] * 4
+    conversations, lengths = [list(c) for c in CONVERSATIONS], []
+    for step in range(3):
+        expected = plain.generate(conversations, max_new_tokens=10, constraints=rules)
+        got = static.generate(conversations, max_new_tokens=10, constraints=rules)
+        assert [g.text for g in got] == [g.text for g in expected]
+        lengths.append(static._static_length)
+        conversations = _extend(conversations, expected, step)
+    # a short prompt after long ones keeps the long cache
+    static.generate([CONVERSATIONS[0]], max_new_tokens=4)
+    lengths.append(static._static_length)
+    assert lengths == sorted(lengths) and all(n % STATIC_CACHE_STEP == 0 for n in lengths)
+    with pytest.raises(ValueError, match="unknown cache 'paged'"):
+        TransformersChatModel(tiny_model_path, device="cpu", cache="paged")
+
+
 def test_prefix_cache_evicts_past_its_budget() -> None:
     from leap.models.prefix_cache import PrefixCache
 

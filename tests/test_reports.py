@@ -239,6 +239,14 @@ def _sweep_file(tmp_path: Path, grid: dict[str, list[Any]], **extra: Any) -> Pat
     return sweep
 
 
+def test_speed_settings_leave_the_bc_signature_alone(tmp_path) -> None:
+    """Runs that differ only in how fast they compute train the same BC model, and share it."""
+    path = _config(tmp_path, "base", loop={"iterations": 1})
+    fast = {"student.cache": "static", "train.compile": True, "train.concatenate_rows": True}
+    assert bc_signature(load_config(path)) == bc_signature(load_config(path, fast))
+    assert bc_signature(load_config(path)) != bc_signature(load_config(path, {"train.lora_r": 3}))
+
+
 def test_sweep_runs_shares_bc_and_resumes(tmp_path) -> None:
     sweep = _sweep_file(tmp_path, {"teacher.privilege": [0, 100]})
     _, runs = load_sweep(sweep)

@@ -72,3 +72,25 @@ def test_the_leap_loss_trains_exactly_as_trl_loss(tiny_model_path, data_file, tm
 def test_flex_attention_needs_a_gpu_to_train(tiny_model_path, data_file, tmp_path) -> None:
     with pytest.raises(ValueError, match="flex attention trains on CUDA only"):
         _train(tiny_model_path, data_file, tmp_path, "flex", attention="flex")
+
+
+def test_concatenated_rows_and_compiled_layers_train_as_one_row_per_micro_batch(
+    tiny_model_path, data_file, tmp_path
+) -> None:
+    """The GPU-minded variants of the leap engine (one sequence per optimizer step; decoder
+    layers compiled with torch.compile) compute the same losses as the default, in fp32."""
+    from torch._dynamo.utils import counters
+
+    default = _train(tiny_model_path, data_file, tmp_path, "rows")
+    concatenated = _train(tiny_model_path, data_file, tmp_path, "concat", concatenate_rows=True)
+    counters.clear()
+    compiled = _train(tiny_model_path, data_file, tmp_path, "compiled", compile=True)
+    assert counters["stats"]["unique_graphs"] >= 1  # torch.compile did compile the layers
+    assert default["concatenate_rows"] is False and concatenated["concatenate_rows"] is True
+    assert compiled["compile"] is True
+    # two rows per step: half the micro-batches (but for an epoch's odd last row)
+    assert default["micro_batches"] == 5 and concatenated["micro_batches"] == 3
+    for variant in (concatenated, compiled):
+        assert variant["steps"] == default["steps"] == 3
+        assert _losses(variant) == pytest.approx(_losses(default), rel=1e-4)
+        assert variant["tokens"] == default["tokens"]

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 from pydantic import Field, ValidationInfo, field_validator
@@ -108,6 +108,11 @@ class StudentSettings(StrictModel):
     #: local models: auto, cpu, cuda, cuda:N; and auto, float32, bfloat16, float16
     device: str = "auto"
     dtype: str = "auto"
+    #: local models: how generation keeps keys and values. "prefix": each step resumes from the
+    #: keys and values of the episode's previous step (the fastest on CPU); "dynamic": every step
+    #: computes its whole prompt; "static": a preallocated cache, with which transformers compiles
+    #: the decoding step on a GPU (README, Speed)
+    cache: Literal["prefix", "dynamic", "static"] = "prefix"
     #: openai:MODEL: the server's URL and the variable holding its API key
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"

@@ -39,7 +39,7 @@ def load_student_model(student: StudentSettings, spec: str | None = None) -> Cha
     s = student
     return load_model(
         spec or s.model,
-        {"device": s.device, "dtype": s.dtype, "batch_size": s.batch_size},
+        {"device": s.device, "dtype": s.dtype, "batch_size": s.batch_size, "cache": s.cache},
         {"base_url": s.base_url, "api_key_env": s.api_key_env, "max_concurrency": s.batch_size},
     )
 

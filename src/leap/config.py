@@ -202,6 +202,10 @@ class RunConfig(StrictModel):
                 raise ConfigError(f"{key}: {exc}") from None
 
 
+#: settings that change how fast a run computes, not what (a run begun on a CPU may go on on a
+#: GPU with its fast paths); runs whose configs differ only in them train the same models
+SPEED_SETTINGS = ("student.cache", "train.compile", "train.concatenate_rows")
+
 #: config keys (dotted prefixes) that may change when a run resumes
 RESUMABLE_CHANGES = (
     "name",
@@ -212,6 +216,7 @@ RESUMABLE_CHANGES = (
     "loop.reference_zero_shot",
     "budget.",
     "tracking.",
+    *SPEED_SETTINGS,
 )
 
 

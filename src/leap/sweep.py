@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from leap.config import ConfigError, RunConfig, StrictModel, load_config
+from leap.config import SPEED_SETTINGS, ConfigError, RunConfig, StrictModel, load_config
 from leap.io import append_jsonl, atomic_write_json, read_jsonl
 from leap.layout import RunLayout, SweepLayout, rollout_done
 
@@ -88,11 +88,18 @@ def bc_signature(config: RunConfig) -> str:
     c = config
     demos = {**c.demos.model_dump(mode="json"), "privilege": c.demo_privilege}
     # exactly what iteration 0 trains with (BC is always SFT, on its own step budget)
-    train = c.train.for_iteration(0).model_dump(mode="json", exclude={"rule", "bc_max_steps"})
+    # settings that change how fast a run computes, not what, are left out
+    speed = {
+        part: {k.split(".")[1] for k in SPEED_SETTINGS if k.startswith(part + ".")}
+        for part in ("train", "student")
+    }
+    train = c.train.for_iteration(0).model_dump(
+        mode="json", exclude={"rule", "bc_max_steps", *speed["train"]}
+    )
     signature: dict[str, Any] = {
         "seed": c.seed,
         "env": c.env.model_dump(mode="json"),
-        "student": c.student.model_dump(mode="json"),
+        "student": c.student.model_dump(mode="json", exclude=speed["student"]),
         "demos": demos,
         "train": train,
     }

@@ -52,6 +52,16 @@ class TrainSettings(StrictModel):
     #: mask, so only the blocks of the prefix trees are computed (measured slower than sdpa on an
     #: H200 so far: README, Speed)
     attention: Literal["sdpa", "flex"] = "sdpa"
+    #: sdpa: put all rows of an optimizer step one after another in one sequence (one
+    #: micro-batch per step, fewer kernel launches) instead of one row per micro-batch; the dense
+    #: tree mask then costs the square of the step's length. Flex attention always does this.
+    #: Measured slower on 2 CPU cores (README, Speed); for GPUs, whose small-model steps are
+    #: launch-bound
+    concatenate_rows: bool = False
+    #: compile every decoder layer with torch.compile (regional compilation: one layer's code,
+    #: compiled once, serves all of them); the first steps pay for compiling, later steps run
+    #: fused kernels (README, Speed)
+    compile: bool = False
     #: further TRL trainer arguments, passed as they are
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -117,9 +127,10 @@ def _attention(settings: TrainSettings, device: str) -> Literal["sdpa", "flex"]:
     return settings.attention
 
 
-def _tree_collator(model: Any, tokenizer: Any, attention: str, device: str) -> Any:
+def _tree_collator(model: Any, tokenizer: Any, attention: str, device: str, concatenate: bool) -> Any:
     """Packed rows need a tree mask: a block mask over one sequence per micro-batch for flex
-    attention, a dense 4D mask per row otherwise (boolean for sdpa, additive for eager)."""
+    attention, a dense 4D mask otherwise (boolean for sdpa, additive for eager), per row or over
+    the micro-batch's rows in one sequence (``concatenate``)."""
     from leap.packing import PrefixTreeCollator
 
     pad = tokenizer.pad_token_id
@@ -130,7 +141,22 @@ def _tree_collator(model: Any, tokenizer: Any, attention: str, device: str) -> A
     implementation = getattr(model.config, "_attn_implementation", None) or "eager"
     if implementation not in ("sdpa", "eager"):
         raise ValueError(f"packed SFT needs sdpa or eager attention (4D masks), not {implementation!r}")
-    return PrefixTreeCollator(pad, mask="bool" if implementation == "sdpa" else "float")
+    return PrefixTreeCollator(
+        pad, mask="bool" if implementation == "sdpa" else "float", concatenate=concatenate
+    )
+
+
+def compile_layers(model: Any) -> int:
+    """Compile each decoder layer of ``model`` (a transformers causal LM, or a PEFT model around
+    one) in place with torch.compile; returns how many. The layers compile at their first call,
+    so adapters added afterwards are compiled with them."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = getattr(base.get_decoder(), "layers", None)
+    if not layers:
+        raise ValueError(f"train.compile: {type(base).__name__} has no decoder layers to compile")
+    for layer in layers:
+        layer.compile()
+    return len(layers)
 
 
 def labelled_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
@@ -183,18 +209,25 @@ def _throughput_callback(collator: Any, device: str) -> Any:
     class Throughput(TrainerCallback):
         def __init__(self) -> None:
             self.marks: list[tuple[float, int]] = []
+            #: micro-batches trained so far (an epoch's last step may have fewer than the
+            #: accumulation steps, and the data loader fetches one micro-batch ahead)
+            self.micro_batches = 0
 
-        def _mark(self, micro_batches: int) -> None:
+        def _mark(self) -> None:
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             counts = getattr(collator, "counts", [])
-            self.marks.append((time.perf_counter(), sum(counts[:micro_batches])))
+            self.marks.append((time.perf_counter(), sum(counts[: self.micro_batches])))
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self._mark(0)
+            self._mark()
+
+        def on_substep_end(self, args, state, control, **kwargs):
+            self.micro_batches += 1
 
         def on_step_end(self, args, state, control, **kwargs):
-            self._mark(state.global_step * args.gradient_accumulation_steps)
+            self.micro_batches += 1
+            self._mark()
 
         def summary(self) -> dict[str, Any]:
             """Steady-state figures: from the end of the first step to the end of the last (the
@@ -203,7 +236,10 @@ def _throughput_callback(collator: Any, device: str) -> Any:
                 return {}
             first = 1 if len(self.marks) > 2 else 0
             (t0, n0), (t1, n1) = self.marks[first], self.marks[-1]
-            out: dict[str, Any] = {"seconds_per_step": (t1 - t0) / (len(self.marks) - 1 - first)}
+            out: dict[str, Any] = {
+                "seconds_per_step": (t1 - t0) / (len(self.marks) - 1 - first),
+                "micro_batches": self.micro_batches,
+            }
             if n1 > n0:
                 out.update(tokens=n1, tokens_per_s=(n1 - n0) / (t1 - t0))
             return out
@@ -259,9 +295,11 @@ def train_adapter(
     if init_adapter is not None:
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
         peft_config = None
+    if settings.compile:
+        compile_layers(model)
 
     checkpointing = _checkpointing_argument()
-    one_row = packed and attention == "sdpa"
+    one_row = packed and attention == "sdpa" and not settings.concatenate_rows
     fast = settings.engine == "leap"
     if fast and device.startswith("cuda") and "optim" not in settings.extra:
         settings = settings.model_copy(update={"extra": {"optim": "adamw_torch_fused", **settings.extra}})
@@ -303,7 +341,7 @@ def train_adapter(
     config_name, trainer_name = TRAINERS[settings.rule]
     rule_args = {} if settings.rule == "sft" else {"beta": settings.beta}
     trainer_class = _leap_sft_trainer(trl) if packed and fast else getattr(trl, trainer_name)
-    collator = _tree_collator(model, tokenizer, attention, device) if packed else None
+    collator = _tree_collator(model, tokenizer, attention, device, not one_row) if packed else None
     throughput = _throughput_callback(collator, device)
     trainer = trainer_class(
         model=model,
@@ -330,6 +368,8 @@ def train_adapter(
         "dtype": "bf16" if common["bf16"] else "fp32",
         "attention": attention,
         "engine": settings.engine,
+        "concatenate_rows": not one_row and packed,
+        "compile": settings.compile,
         **throughput.summary(),
         "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in history],
         "base_model": base_model,
