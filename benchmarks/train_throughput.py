@@ -13,6 +13,11 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
             micro-batch per optimizer step
   leap-compile  leap with every decoder layer compiled by torch.compile
   leap-concat-compile   both
+  leap-treemask leap with a dense mask on every row, plain causal rows too (as before the causal
+            shortcut of leap.packing.PrefixTreeCollator)
+  leap-torchdropout     leap with torch's dropout on CPU, which draws a random number per
+            element (before leap.sparse_dropout)
+  leap-nodropout        leap without LoRA dropout (a change of recipe: what dropout costs)
   dpo       TRL's DPO on preference pairs built from the same episodes
 
 Tokens/s are steady-state (after the first, compiling step). Model FLOPs per token count the
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import tempfile
 from collections.abc import Callable
 from functools import partial
@@ -40,12 +46,14 @@ from _hardware import attention_flops, linear_parameters, matmul_peak, model_arg
 from rich.console import Console
 from rich.table import Table
 
+import leap.train
 from leap.agents import PromptSettings
 from leap.builders import build_policy
 from leap.data import dpo_rows, make_sample, sft_rows
 from leap.envs import make_env
 from leap.io import atomic_write_jsonl, read_jsonl
 from leap.models.transformers_backend import cpu_has_fast_bf16
+from leap.packing import PrefixTreeCollator
 from leap.rollout import run_episodes
 from leap.train import TrainSettings, train_adapter
 
@@ -59,7 +67,15 @@ ENGINES = {
     "leap-concat": {"engine": "leap", "concatenate_rows": True},
     "leap-compile": {"engine": "leap", "compile": True},
     "leap-concat-compile": {"engine": "leap", "concatenate_rows": True, "compile": True},
+    "leap-treemask": {"engine": "leap"},
+    "leap-torchdropout": {"engine": "leap"},
+    "leap-nodropout": {"engine": "leap", "lora_dropout": 0.0},
     "dpo": {"rule": "dpo"},
+}
+#: engines that switch one of leap's savings off (an object's flag), to measure what it saves
+ABLATIONS = {
+    "leap-treemask": (PrefixTreeCollator, "causal_shortcut"),
+    "leap-torchdropout": (leap.train, "SPARSE_DROPOUT_ON_CPU"),
 }
 
 
@@ -152,6 +168,9 @@ def main() -> None:
     )
     parser.add_argument("--dpo-steps", type=int, default=None, help="for dpo (default: --steps)")
     parser.add_argument("--batch-size", type=int, default=4, help="rows per optimizer step")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds over the engines (the table shows medians)"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument(
         "--profile", help="write each engine's PyTorch profile (top operators) to this folder"
@@ -173,39 +192,51 @@ def main() -> None:
         sft_file = Path(args.rows)
     params = linear_parameters(config)
     lengths = []
-    results = {}
-    for name in args.engines.split(","):
-        rule_args = ENGINES[name]
-        dpo = rule_args.get("rule") == "dpo"
-        steps = (args.dpo_steps or args.steps) if dpo else args.steps
-        settings = TrainSettings(
-            lora_r=16,
-            lora_alpha=32,
-            learning_rate=1e-3,
-            max_steps=steps,
-            batch_size=args.batch_size,
-            max_length=2048,
-            device=args.device,
-            bf16=bf16,
-            **rule_args,
-        )
-        data = dpo_file if dpo else sft_file
-        if args.profile:
-            metrics = profiled(
-                args.profile, name, partial(train_adapter, model_dir, data, folder / name, settings)
+    results: dict[str, dict] = {}
+    engines = args.engines.split(",")
+    # engines take turns, round after round: a drift of the machine's speed (a shared host's
+    # cores) then touches every engine alike
+    for _ in range(args.repeats):
+        for name in engines:
+            rule_args = ENGINES[name]
+            dpo = rule_args.get("rule") == "dpo"
+            steps = (args.dpo_steps or args.steps) if dpo else args.steps
+            settings = TrainSettings(
+                lora_r=16,
+                lora_alpha=32,
+                learning_rate=1e-3,
+                max_steps=steps,
+                batch_size=args.batch_size,
+                max_length=2048,
+                device=args.device,
+                bf16=bf16,
+                **rule_args,
             )
-        else:
-            metrics = train_adapter(model_dir, data, folder / name, settings, seed=0)
-        if dpo:
-            metrics["tokens_per_s"] = (
-                args.batch_size * pair_tokens(model_dir, dpo_file) / metrics["seconds_per_step"]
-            )
-        results[name] = metrics
-        lengths.append(metrics.get("tokens", 0) / max(steps * args.batch_size, 1))
-        if args.json:  # what is done so far survives a time limit
-            Path(args.json).write_text(
-                json.dumps({"args": vars(args), "peak_flops": peak, "results": results})
-            )
+            data = dpo_file if dpo else sft_file
+            ablated = ABLATIONS.get(name)
+            if ablated:
+                setattr(*ablated, False)
+            if args.profile:
+                train = partial(train_adapter, model_dir, data, folder / name, settings)
+                metrics = profiled(args.profile, name, train)
+            else:
+                metrics = train_adapter(model_dir, data, folder / name, settings, seed=0)
+            if ablated:
+                setattr(*ablated, True)
+            if dpo:
+                metrics["tokens_per_s"] = (
+                    args.batch_size * pair_tokens(model_dir, dpo_file) / metrics["seconds_per_step"]
+                )
+            runs = results.setdefault(name, metrics).setdefault("runs", [])
+            runs.append({key: metrics[key] for key in ("seconds_per_step", "tokens_per_s")})
+            # the median over the rounds so far
+            for key in ("seconds_per_step", "tokens_per_s"):
+                results[name][key] = statistics.median(run[key] for run in runs)
+            lengths.append(metrics.get("tokens", 0) / max(steps * args.batch_size, 1))
+            if args.json:  # what is done so far survives a time limit
+                Path(args.json).write_text(
+                    json.dumps({"args": vars(args), "peak_flops": peak, "results": results})
+                )
     # model FLOPs per token: a sequence of mean length L attends on average to L/2 keys
     mean_length = max(lengths) or 1.0
     per_token = 4 * (params["layers"] + params["head"]) + 2 * attention_flops(config, mean_length / 2)
@@ -221,7 +252,8 @@ def main() -> None:
         title_justify="left",
     )
     reference = next(name for name in results if name != "dpo") if set(results) - {"dpo"} else None
-    for col in ("engine", "attention", "steps", "s/step", "tokens/s", "MFU", "first loss", f"vs {reference}"):
+    columns = ("engine", "attention", "steps", "s/step", "each round", "tokens/s", "MFU", "first loss")
+    for col in (*columns, f"vs {reference}"):
         table.add_column(col, justify="right")
     base = results[reference]["tokens_per_s"] if reference else None
     for name, m in results.items():
@@ -231,6 +263,7 @@ def main() -> None:
             m.get("attention", "-") if name != "dpo" else "sdpa",
             str(m["steps"]),
             f"{m['seconds_per_step']:.3f}",
+            ", ".join(f"{run['seconds_per_step']:.2f}" for run in m["runs"]),
             f"{m['tokens_per_s']:,.0f}",
             f"{100 * m['mfu']:.2f} %",
             f"{first:.4f}",

@@ -159,3 +159,46 @@ def test_prefix_packing_computes_the_same_loss_as_separate_rows(demos, tiny_mode
     # without the tree mask the same tokens give another loss: the mask is what makes it exact
     plain, _ = _summed_loss(model, batch["input_ids"], batch["labels"], position_ids=batch["position_ids"])
     assert plain != pytest.approx(expected, rel=1e-3)
+
+
+def test_plain_causal_rows_train_without_a_dense_mask(demos, tiny_model_path) -> None:
+    """A micro-batch of one demonstration transcript (no branches, no padding) gets no mask, so
+    sdpa runs its causal kernel; the loss is the one the dense tree mask gives. A row with
+    branches, or padding, keeps its mask."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from leap.models.transformers_backend import load_tokenizer
+    from leap.packing import PrefixTreeCollator, pack_shared_prefixes
+
+    tokenizer = load_tokenizer(tiny_model_path)
+    episode = demos[0]
+    targets = {0: next(c for c in episode.steps[0].candidates["choices"] if c != episode.steps[0].action)}
+    samples = _samples(episode, TURNS, targets)[:1] + _samples(episode, TURNS) + _samples(demos[1], TURNS)
+    rows = [sft_features(tokenizer, r["prompt"], r["completion"]) for r in sft_rows(samples)]
+    packed = pack_shared_prefixes(rows, max_length=4096)
+    trunks = [r for r in packed if max(r["branch"]) == 0]
+    branched = [r for r in packed if max(r["branch"]) > 0]
+    assert len(trunks) == len(branched) == 1  # the second demonstration; the first with its correction
+    trunk = trunks[0]
+
+    short, dense = PrefixTreeCollator(tokenizer.pad_token_id), PrefixTreeCollator(tokenizer.pad_token_id)
+    dense.causal_shortcut = False
+    assert "attention_mask" not in short([trunk])
+    assert "attention_mask" in short(branched[:1])
+    first = [
+        sft_features(tokenizer, r["prompt"], r["completion"]) for r in sft_rows(_samples(episode, TURNS))
+    ]
+    other = pack_shared_prefixes(first, max_length=4096)
+    assert len(other) == 1 and len(other[0]["input_ids"]) != len(trunk["input_ids"])
+    assert "attention_mask" in short([trunk, other[0]])  # two plain rows, padded: the mask stays
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model_path, dtype=torch.float32, attn_implementation="sdpa"
+    )
+    model.eval()
+    losses = [
+        _summed_loss(model, b.pop("input_ids"), b.pop("labels"), **b)
+        for b in (short([trunk]), dense([trunk]))
+    ]
+    assert losses[0][1] == losses[1][1] > 0
+    assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-5)

@@ -94,3 +94,20 @@ def test_concatenated_rows_and_compiled_layers_train_as_one_row_per_micro_batch(
         assert variant["steps"] == default["steps"] == 3
         assert _losses(variant) == pytest.approx(_losses(default), rel=1e-4)
         assert variant["tokens"] == default["tokens"]
+
+
+def test_lora_dropout_draws_only_the_dropped_positions_on_cpu(
+    tiny_model_path, data_file, tmp_path, monkeypatch
+) -> None:
+    import leap.train
+
+    sparse = _train(tiny_model_path, data_file, tmp_path, "sparse", lora_dropout=0.1, max_steps=2)
+    assert sparse["lora_dropout"] == "sparse" and sparse["steps"] == 2
+    assert all(0 < loss < 20 for loss in _losses(sparse))
+    monkeypatch.setattr(leap.train, "SPARSE_DROPOUT_ON_CPU", False)
+    dense = _train(tiny_model_path, data_file, tmp_path, "dense", lora_dropout=0.1, max_steps=2)
+    assert dense["lora_dropout"] == "torch"
+    assert _train(tiny_model_path, data_file, tmp_path, "none", max_steps=1)["lora_dropout"] == "none"
+    monkeypatch.setattr(leap.train, "SPARSE_DROPOUT_ON_CPU", True)
+    trl = _train(tiny_model_path, data_file, tmp_path, "trl", engine="trl", lora_dropout=0.1, max_steps=1)
+    assert trl["lora_dropout"] == "torch"  # the reference engine keeps torch's dropout

@@ -44,8 +44,9 @@ class TrainSettings(StrictModel):
     gradient_checkpointing: bool = False
     device: str = "auto"
     #: "leap": the loss computed by leap (the language-model head only at labelled positions,
-    #: no per-step entropy/accuracy syncs) and, on CUDA, a fused optimizer; "trl": TRL's own loss,
-    #: the reference ``benchmarks/train_throughput.py`` compares with
+    #: no per-step entropy/accuracy syncs), on CPU a LoRA dropout that draws only the dropped
+    #: positions (``leap.sparse_dropout``) and on CUDA a fused optimizer; "trl": TRL's own loss
+    #: and torch's dropout, the reference ``benchmarks/train_throughput.py`` compares with
     engine: Literal["leap", "trl"] = "leap"
     #: attention of packed SFT rows: "sdpa" trains one row per micro-batch with a dense tree
     #: mask; "flex" (CUDA only) puts all rows of an optimizer step in one sequence with a block
@@ -74,10 +75,14 @@ class TrainSettings(StrictModel):
         return self.model_copy(update={"rule": "sft", "max_steps": steps})
 
 
-#: update rule -> (TRL config class, TRL trainer class)
+#: on CPU, LoRA dropout draws only the positions it drops (``leap.sparse_dropout``: the same
+#: distribution); off only to measure what that saves (benchmarks/train_throughput.py)
+SPARSE_DROPOUT_ON_CPU = True
+
 #: trainer arguments for SFT rows that arrive tokenised and packed (with their own collator)
 PACKED_SFT_ARGS = {"remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
 
+#: update rule -> (TRL config class, TRL trainer class)
 TRAINERS = {
     "sft": ("SFTConfig", "SFTTrainer"),
     "dpo": ("DPOConfig", "DPOTrainer"),
@@ -352,6 +357,11 @@ def train_adapter(
         callbacks=[throughput, *(callbacks or [])],
         **({"data_collator": collator} if packed else {}),
     )
+    sparse_dropout = fast and device == "cpu" and SPARSE_DROPOUT_ON_CPU
+    if sparse_dropout:
+        from leap.sparse_dropout import sparsify_lora_dropout
+
+        sparse_dropout = sparsify_lora_dropout(trainer.model) > 0
     result = trainer.train()
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -370,6 +380,7 @@ def train_adapter(
         "engine": settings.engine,
         "concatenate_rows": not one_row and packed,
         "compile": settings.compile,
+        "lora_dropout": "sparse" if sparse_dropout else ("torch" if settings.lora_dropout else "none"),
         **throughput.summary(),
         "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in history],
         "base_model": base_model,
