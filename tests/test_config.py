@@ -100,6 +100,16 @@ def test_a_run_directory_resumes_only_its_own_config(tmp_path) -> None:
     )
 
 
+def test_a_split_the_environment_lacks_stops_the_run_before_any_work(tmp_path) -> None:
+    """A misnamed test split would otherwise fail after behaviour cloning and its validation."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "output_dir": str(tmp_path / "runs")}))
+    result = CliRunner().invoke(app, ["run", str(path), "--set", "env.test_split=dev"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "config error: env.test_split: household: unknown split 'dev'; known splits:" in result.output
+    assert not list((tmp_path / "runs" / "x").glob("iter_*"))  # nothing was rolled out or trained
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_shipped_configs_pass_dry_run(path: Path, monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

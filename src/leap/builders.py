@@ -94,6 +94,22 @@ class RunParts:
         """A factory of fresh environment instances with the config's options."""
         return partial(self.env.make, **self.config.env.options)
 
+    def check_splits(self) -> None:
+        """Refuse a config whose splits the environment lacks before any work (a misnamed test
+        split would otherwise fail after training). Raises ConfigError naming the key."""
+        from leap.config import ConfigError
+        from leap.envs.base import UnknownSplitError
+
+        env = self.make_env()
+        try:
+            for key in ("train_split", "valid_split", "test_split"):
+                try:
+                    env.task_ids(getattr(self.config.env, key))
+                except UnknownSplitError as exc:
+                    raise ConfigError(f"env.{key}: {exc}") from None
+        finally:
+            env.close()
+
     # -- the student ------------------------------------------------------------------------------
     def student_model(self, adapter: Path | None) -> ChatModel:
         """The base student, or the base with the adapter of an iteration (kept while reused)."""

@@ -183,7 +183,10 @@ def run_command(
     from leap.loop import LeapRun
 
     started = time.perf_counter()
-    summary = LeapRun(cfg, on_stage=lambda m: console.rule(f"[bold]{m}"), on_note=_note).run()
+    try:
+        summary = LeapRun(cfg, on_stage=lambda m: console.rule(f"[bold]{m}"), on_note=_note).run()
+    except ConfigError as exc:  # what only the built environment can tell (its splits)
+        raise _fail(f"config error: {exc}") from None
     _print_run_summary(summary)
     console.print(
         f"run directory: {cfg.run_dir}  ({(time.perf_counter() - started) / 60:.1f} min this session)"

@@ -83,6 +83,7 @@ class LeapRun:
 
     def _run(self) -> dict[str, Any]:
         self.config.check_resume()
+        self.parts.check_splits()
         self.layout.root.mkdir(parents=True, exist_ok=True)
         config = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
         atomic_write_text(self.layout.config, config)
