@@ -11,8 +11,10 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
             mask; CUDA only)
   leap-concat   leap with the step's rows in one sequence under sdpa (a dense tree mask): one
             micro-batch per optimizer step
+  leap-batched  leap with all the step's rows in one micro-batch, each padded to the longest
+            with its own tree mask (train.micro_batch_size = --batch-size)
   leap-compile  leap with every decoder layer compiled by torch.compile
-  leap-concat-compile   both
+  leap-concat-compile, leap-batched-compile   with compiled layers
   leap-treemask leap with a dense mask on every row, plain causal rows too (as before the causal
             shortcut of leap.packing.PrefixTreeCollator)
   leap-torchdropout     leap with torch's dropout on CPU, which draws a random number per
@@ -67,6 +69,8 @@ ENGINES = {
     "leap-concat": {"engine": "leap", "concatenate_rows": True},
     "leap-compile": {"engine": "leap", "compile": True},
     "leap-concat-compile": {"engine": "leap", "concatenate_rows": True, "compile": True},
+    "leap-batched": {"engine": "leap", "micro_batch_size": "step"},
+    "leap-batched-compile": {"engine": "leap", "micro_batch_size": "step", "compile": True},
     "leap-treemask": {"engine": "leap"},
     "leap-torchdropout": {"engine": "leap"},
     "leap-nodropout": {"engine": "leap", "lora_dropout": 0.0},
@@ -198,7 +202,9 @@ def main() -> None:
     # cores) then touches every engine alike
     for _ in range(args.repeats):
         for name in engines:
-            rule_args = ENGINES[name]
+            rule_args = dict(ENGINES[name])
+            if rule_args.get("micro_batch_size") == "step":
+                rule_args["micro_batch_size"] = args.batch_size
             dpo = rule_args.get("rule") == "dpo"
             steps = (args.dpo_steps or args.steps) if dpo else args.steps
             settings = TrainSettings(

@@ -37,7 +37,7 @@ def test_train_throughput_compares_the_engines_with_the_matmul_peak(tmp_path) ->
         "train_throughput",
         tmp_path,
         "--engines",
-        "trl,leap,dpo",
+        "trl,leap,leap-batched,dpo",
         "--steps",
         "2",
         "--dpo-steps",
@@ -46,12 +46,16 @@ def test_train_throughput_compares_the_engines_with_the_matmul_peak(tmp_path) ->
         "3",
     )
     results = report["results"]
-    assert set(results) == {"trl", "leap", "dpo"}
+    assert set(results) == {"trl", "leap", "leap-batched", "dpo"}
     assert report["peak_flops"] > 1e9 and report["flops_per_token"] > 0
     for m in results.values():
         assert m["steps"] == 2 and m["tokens_per_s"] > 0 and 0 < m["mfu"] < 1
     # the same rows in the same order: the same tokens and the same first loss
-    assert results["leap"]["tokens"] == results["trl"]["tokens"]
+    assert results["leap"]["tokens"] == results["trl"]["tokens"] == results["leap-batched"]["tokens"]
+    # the step's four rows in one padded micro-batch, against four micro-batches of one row
+    assert results["leap-batched"]["micro_batch_size"] == 4 and results["leap"]["micro_batch_size"] == 1
+    batched = results["leap-batched"]
+    assert batched["micro_batches"] == batched["steps"] < results["leap"]["micro_batches"]
     first = [results[name]["loss_curve"][0]["loss"] for name in ("trl", "leap")]
     assert first[0] == pytest.approx(first[1], rel=1e-2)
 

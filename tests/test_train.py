@@ -74,11 +74,12 @@ def test_flex_attention_needs_a_gpu_to_train(tiny_model_path, data_file, tmp_pat
         _train(tiny_model_path, data_file, tmp_path, "flex", attention="flex")
 
 
-def test_concatenated_rows_and_compiled_layers_train_as_one_row_per_micro_batch(
+def test_concatenated_batched_and_compiled_rows_train_as_one_row_per_micro_batch(
     tiny_model_path, data_file, tmp_path
 ) -> None:
-    """The GPU-minded variants of the leap engine (one sequence per optimizer step; decoder
-    layers compiled with torch.compile) compute the same losses as the default, in fp32."""
+    """The GPU-minded variants of the leap engine (one sequence per optimizer step; several
+    padded rows per micro-batch; decoder layers compiled with torch.compile) compute the same
+    losses as the default, in fp32."""
     from torch._dynamo.utils import counters
 
     default = _train(tiny_model_path, data_file, tmp_path, "rows")
@@ -90,7 +91,11 @@ def test_concatenated_rows_and_compiled_layers_train_as_one_row_per_micro_batch(
     assert compiled["compile"] is True
     # two rows per step: half the micro-batches (but for an epoch's odd last row)
     assert default["micro_batches"] == 5 and concatenated["micro_batches"] == 3
-    for variant in (concatenated, compiled):
+    # two padded rows per micro-batch (each with its own tree mask): as few micro-batches
+    batched = _train(tiny_model_path, data_file, tmp_path, "batched", micro_batch_size=2)
+    assert batched["micro_batch_size"] == 2 and default["micro_batch_size"] == 1
+    assert batched["micro_batches"] == 3 and batched["concatenate_rows"] is False
+    for variant in (concatenated, compiled, batched):
         assert variant["steps"] == default["steps"] == 3
         assert _losses(variant) == pytest.approx(_losses(default), rel=1e-4)
         assert variant["tokens"] == default["tokens"]
@@ -111,3 +116,19 @@ def test_lora_dropout_draws_only_the_dropped_positions_on_cpu(
     monkeypatch.setattr(leap.train, "SPARSE_DROPOUT_ON_CPU", True)
     trl = _train(tiny_model_path, data_file, tmp_path, "trl", engine="trl", lora_dropout=0.1, max_steps=1)
     assert trl["lora_dropout"] == "torch"  # the reference engine keeps torch's dropout
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"batch_size": 4, "micro_batch_size": 3}, "must divide batch_size"),
+        ({"batch_size": 4, "micro_batch_size": 2, "concatenate_rows": True}, "already the whole step"),
+        ({"batch_size": 4, "micro_batch_size": 2, "attention": "flex"}, "already the whole step"),
+    ],
+)
+def test_micro_batches_must_fit_the_step(settings, message) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        TrainSettings(**settings)
+    assert TrainSettings(batch_size=4, micro_batch_size=2).micro_batch_size == 2

@@ -3,8 +3,9 @@
 # `bash benchmarks/gpu/prepare.sh` here:
 #   run(command="bash benchmarks/gpu/check.sh", carry=[".whl", ".bench"], timeout_s=540)
 # Random weights of SmolLM2-135M's shapes (the same kernels; no weights to carry). Writes under
-# $OUT: machine.txt, train.json/.log (leap's engine with and without one sequence per step and
-# compiled layers), rollout.json/.log (100 household episodes of horizon 20: the growing cache
+# $OUT: machine.txt, train.json/.log (leap's engine, 16 rows per step: one row per micro-batch,
+# the step's rows padded into one micro-batch or concatenated into one sequence, with and without
+# compiled layers; each engine's figures are saved as it ends), rollout.json/.log (100 household episodes of horizon 20: the growing cache
 # without prefix reuse, the fastest there so far, against the static, compiled one).
 # On a CPU, `DEVICE=cpu SIZE=tiny bash benchmarks/gpu/check.sh` runs the same steps in seconds.
 set -uo pipefail
@@ -25,7 +26,7 @@ if [ "$SIZE" = tiny ]; then
   model=(--model tiny-random); train=(--steps 2 --episodes 4); roll=(--episodes 3 --horizon 2)
   limit=(timeout 300)
 else
-  model=(--model .bench/smollm2-shape --random-weights); train=(--steps 12 --episodes 60)
+  model=(--model .bench/smollm2-shape --random-weights); train=(--steps 8 --episodes 60 --batch-size 16)
   roll=(--episodes 100 --horizon 20); limit=(timeout 250)
 fi
 {
@@ -37,7 +38,7 @@ cat "$OUT/machine.txt"
 
 start=$(date +%s)
 "${limit[@]}" python3 benchmarks/train_throughput.py "${model[@]}" --device "$DEVICE" "${train[@]}" \
-  --engines leap,leap-concat,leap-compile,leap-concat-compile --json "$OUT/train.json" > "$OUT/train.log" 2>&1
+  --engines leap,leap-batched,leap-batched-compile,leap-concat,leap-compile --json "$OUT/train.json" > "$OUT/train.log" 2>&1
 echo "train: exit $? after $(( $(date +%s) - start )) s"
 grep -v "it/s\]\|s/it\]\|it\]$" "$OUT/train.log" | tail -14
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from leap.io import atomic_write_json
 from leap.settings import StrictModel, UpdateRule
@@ -59,12 +59,31 @@ class TrainSettings(StrictModel):
     #: Measured slower on 2 CPU cores (README, Speed); for GPUs, whose small-model steps are
     #: launch-bound
     concatenate_rows: bool = False
+    #: sdpa: packed rows per micro-batch, each padded to the micro-batch's longest with its own
+    #: tree mask (a divisor of ``batch_size``); 1, the default, trains one row at a time (least
+    #: padding, the fastest on CPU); more rows mean fewer, larger kernel launches for GPUs, whose
+    #: small-model steps are launch-bound, at the cost of the padding
+    micro_batch_size: int = Field(default=1, ge=1)
     #: compile every decoder layer with torch.compile (regional compilation: one layer's code,
     #: compiled once, serves all of them); the first steps pay for compiling, later steps run
     #: fused kernels (README, Speed)
     compile: bool = False
     #: further TRL trainer arguments, passed as they are
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _micro_batches_fit(self) -> TrainSettings:
+        if self.micro_batch_size > 1:
+            if self.batch_size % self.micro_batch_size:
+                raise ValueError(
+                    f"micro_batch_size {self.micro_batch_size} must divide batch_size {self.batch_size}"
+                )
+            if self.concatenate_rows or self.attention == "flex":
+                raise ValueError(
+                    "micro_batch_size: with concatenate_rows or flex attention a micro-batch is "
+                    "already the whole step's rows in one sequence"
+                )
+        return self
 
     def for_iteration(self, k: int) -> TrainSettings:
         """The settings iteration ``k`` trains with: behaviour cloning (k = 0) is SFT, on its
@@ -304,7 +323,10 @@ def train_adapter(
         compile_layers(model)
 
     checkpointing = _checkpointing_argument()
-    one_row = packed and attention == "sdpa" and not settings.concatenate_rows
+    # packed rows under sdpa are batch rows of their own (micro_batch_size of them per
+    # micro-batch), unless the step's rows are concatenated into one sequence
+    separate = packed and attention == "sdpa" and not settings.concatenate_rows
+    rows_per_micro_batch = settings.micro_batch_size if separate else settings.batch_size
     fast = settings.engine == "leap"
     if fast and device.startswith("cuda") and "optim" not in settings.extra:
         settings = settings.model_copy(update={"extra": {"optim": "adamw_torch_fused", **settings.extra}})
@@ -312,13 +334,14 @@ def train_adapter(
     common: dict[str, Any] = dict(
         output_dir=str(work),
         num_train_epochs=settings.epochs,
-        # packed SFT sequences (whole episodes, shared prefixes) are long: with dense masks one
-        # per micro-batch, and as many per optimizer step as batch_size says (activations of four
-        # 1,600-token rows took over 20 GB on CPU; one takes about 4.5 GB); with flex attention
-        # a micro-batch is the step's rows in one sequence
-        per_device_train_batch_size=1 if one_row else settings.batch_size,
+        # packed SFT sequences (whole episodes, shared prefixes) are long: with dense masks
+        # micro_batch_size of them (one by default) per micro-batch, and as many per optimizer
+        # step as batch_size says (activations of four 1,600-token rows took over 20 GB on CPU;
+        # one takes about 4.5 GB); concatenated (or with flex attention) a micro-batch is the
+        # step's rows in one sequence
+        per_device_train_batch_size=rows_per_micro_batch,
         gradient_accumulation_steps=settings.gradient_accumulation_steps
-        * (settings.batch_size if one_row else 1),
+        * (settings.batch_size // rows_per_micro_batch),
         learning_rate=settings.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
@@ -346,7 +369,7 @@ def train_adapter(
     config_name, trainer_name = TRAINERS[settings.rule]
     rule_args = {} if settings.rule == "sft" else {"beta": settings.beta}
     trainer_class = _leap_sft_trainer(trl) if packed and fast else getattr(trl, trainer_name)
-    collator = _tree_collator(model, tokenizer, attention, device, not one_row) if packed else None
+    collator = _tree_collator(model, tokenizer, attention, device, not separate) if packed else None
     throughput = _throughput_callback(collator, device)
     trainer = trainer_class(
         model=model,
@@ -378,7 +401,8 @@ def train_adapter(
         "dtype": "bf16" if common["bf16"] else "fp32",
         "attention": attention,
         "engine": settings.engine,
-        "concatenate_rows": not one_row and packed,
+        "concatenate_rows": not separate and packed,
+        "micro_batch_size": rows_per_micro_batch,
         "compile": settings.compile,
         "lora_dropout": "sparse" if sparse_dropout else ("torch" if settings.lora_dropout else "none"),
         **throughput.summary(),
