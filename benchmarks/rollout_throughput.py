@@ -9,6 +9,9 @@ Modes (one run, one model):
   lockstep-static   the same with a preallocated (static) cache: on a GPU transformers compiles
                     the decoding step with CUDA graphs
   sequential        one episode at a time, one model call per step (as the original LEAP code)
+  lockstep-concat, lockstep-nocache-concat   lockstep and lockstep-nocache with transformers'
+                    growing cache, which concatenates every new token's keys and values (before
+                    leap.models.reserved_cache)
 
 The student is the demo's: the transcript prompt, constrained actions, greedy decoding. Prints
 env-steps/s, generated tokens/s and model FLOPs utilisation (2 x parameters per token computed,
@@ -33,6 +36,7 @@ from rich.table import Table
 
 from leap.agents import LLMPolicy, PromptSettings
 from leap.envs import make_env
+from leap.models import transformers_backend
 from leap.models.transformers_backend import TransformersChatModel
 from leap.rollout import run_episodes
 
@@ -45,6 +49,13 @@ MODES = {
     "lockstep-nocache": (True, "dynamic"),
     "lockstep-static": (True, "static"),
     "sequential": (False, "prefix"),
+    "lockstep-concat": (True, "prefix"),
+    "lockstep-nocache-concat": (True, "dynamic"),
+}
+#: modes that switch one of leap's savings off (a module's flag), to measure what it saves
+ABLATIONS = {
+    "lockstep-concat": (transformers_backend, "RESERVE_CACHE_ROOM"),
+    "lockstep-nocache-concat": (transformers_backend, "RESERVE_CACHE_ROOM"),
 }
 
 
@@ -70,6 +81,9 @@ def main() -> None:
     peak = None
     for mode in args.modes.split(","):
         lockstep, cache = MODES[mode]
+        ablated = ABLATIONS.get(mode)
+        if ablated:
+            setattr(*ablated, False)
         model = TransformersChatModel(
             model_dir, device=args.device, dtype=args.dtype, batch_size=args.episodes, cache=cache
         )
@@ -89,6 +103,8 @@ def main() -> None:
             label=mode,
         )
         seconds = time.perf_counter() - start
+        if ablated:
+            setattr(*ablated, True)
         prompt = model.usage.prompt_tokens - before[0]
         generated = model.usage.completion_tokens - before[1]
         prefix = model.prefix_cache

@@ -168,6 +168,36 @@ def test_a_static_cache_changes_no_reply_and_only_grows(tiny_model_path) -> None
         TransformersChatModel(tiny_model_path, device="cpu", cache="paged")
 
 
+@pytest.mark.parametrize("cache", ["prefix", "dynamic"])
+def test_reserved_room_changes_no_reply(tiny_model_path, monkeypatch, cache: str) -> None:
+    """Three steps of growing conversations, greedy and constrained, in fp32: the same replies
+    with reserved room as with transformers' concatenation, and the room was used."""
+    from leap.models import transformers_backend
+    from leap.models.base import ChoiceConstraint
+    from leap.models.reserved_cache import reserved_cache
+
+    made = []
+
+    def counting(config, capacity):
+        made.append(capacity)
+        return reserved_cache(config, capacity)
+
+    monkeypatch.setattr(transformers_backend, "reserved_cache", counting)
+    reserved = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache=cache)
+    concatenating = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache=cache)
+    rules = [ChoiceConstraint("ACTION:", ("look", "go to cabinet 1"))] * 4
+    conversations = [list(c) for c in CONVERSATIONS]
+    for step in range(3):
+        monkeypatch.setattr(transformers_backend, "RESERVE_CACHE_ROOM", False)
+        expected = concatenating.generate(conversations, max_new_tokens=10, constraints=rules)
+        calls = len(made)
+        monkeypatch.setattr(transformers_backend, "RESERVE_CACHE_ROOM", True)
+        got = reserved.generate(conversations, max_new_tokens=10, constraints=rules)
+        assert len(made) > calls
+        assert [g.text for g in got] == [g.text for g in expected]
+        conversations = _extend(conversations, expected, step)
+
+
 def test_prefix_cache_evicts_past_its_budget() -> None:
     from leap.models.prefix_cache import PrefixCache
 

@@ -23,6 +23,7 @@ from transformers.generation.utils import GenerateDecoderOnlyOutput
 from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation, cut_at_stop
 from leap.models.choice_decoding import ChoiceLogitsProcessor
 from leap.models.prefix_cache import CachedSequence, PrefixCache, left_padded_states, row_states
+from leap.models.reserved_cache import reserved_cache
 
 #: the name generate() takes a cache by and returns it under: "cache" since transformers 5.24
 #: ("past_key_values" before, deprecated there and removed in 6)
@@ -41,6 +42,10 @@ CACHE_MODES: tuple[CacheMode, ...] = ("prefix", "dynamic", "static")
 #: static caches grow in steps of this many tokens: an episode of horizon 20 grows its transcript
 #: to about 2,500 tokens, so a rollout compiles the decoding step for three shapes, not ten
 STATIC_CACHE_STEP = 1024
+
+#: growing caches reserve room for the whole generation (``leap.models.reserved_cache``) instead
+#: of concatenating every new token's keys and values; off only to measure what that saves
+RESERVE_CACHE_ROOM = True
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -245,10 +250,17 @@ class TransformersChatModel(ChatModel):
                 self._static_length, -(-needed // STATIC_CACHE_STEP) * STATIC_CACHE_STEP
             )
             extra[CACHE_ARGUMENT] = StaticCache(config=self.model.config, max_cache_len=self._static_length)
+        elif RESERVE_CACHE_ROOM:
+            # a growing cache with room for the whole generation: no copy of it per new token
+            room = reserved_cache(self.model.config, input_ids.shape[1] + config.max_new_tokens)
+            if room is not None:
+                extra[CACHE_ARGUMENT] = room
         if self.prefix_cache is not None:
             if width_reused:
                 like = next(entry.states for entry, n in reuse if entry is not None and n)
-                past = DynamicCache(config=self.model.config)
+                past = extra.get(CACHE_ARGUMENT)
+                if past is None:
+                    past = DynamicCache(config=self.model.config)
                 for layer, (keys, values) in enumerate(left_padded_states(reuse, like)):
                     past.update(keys, values, layer)
                 extra[CACHE_ARGUMENT] = past

@@ -1,0 +1,74 @@
+"""A growing key-value cache that writes each new token into room reserved up front.
+
+transformers' ``DynamicLayer`` appends a decoding step's keys and values with ``torch.cat``: every
+generated token copies the whole cache of every layer into a newly allocated tensor. On a CPU
+that copy, and the page faults of allocations too large for the allocator to reuse, cost more
+than the step's attention once a batch holds long transcripts (README, Speed: 32 rows of 1,300
+tokens, 4 ms per layer's keys against 3.5 ms for the layer's attention). A :class:`ReservedLayer`
+allocates its tensors once, with room for the whole generation, and hands out views of the part
+filled so far: the same keys and values, so the same replies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+
+class ReservedLayer(DynamicLayer):
+    """A ``DynamicLayer`` with room for ``capacity`` tokens, allocated at its first update.
+
+    An update past the room moves the layer to a larger allocation (half as much room again), as
+    does one after something else replaced its tensors (cropping, selecting batch rows).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self._room: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        held = self.get_seq_length()
+        needed = held + key_states.shape[-2]
+        room = self._room
+        if (
+            room is None
+            or room[0].data_ptr() != self.keys.data_ptr()
+            or room[0].shape[:-2] != key_states.shape[:-2]
+            or needed > room[0].shape[-2]
+        ):
+            size = max(needed, self.capacity) if room is None else needed + needed // 2
+            room = (
+                key_states.new_empty((*key_states.shape[:-2], size, key_states.shape[-1])),
+                value_states.new_empty((*value_states.shape[:-2], size, value_states.shape[-1])),
+            )
+            if held:
+                room[0][..., :held, :] = self.keys
+                room[1][..., :held, :] = self.values
+            self._room = room
+        room[0][..., held:needed, :] = key_states
+        room[1][..., held:needed, :] = value_states
+        self.keys, self.values = room[0][..., :needed, :], room[1][..., :needed, :]
+        return self.keys, self.values
+
+    def reset(self) -> None:
+        self._room = None
+        super().reset()
+
+
+def reserved_cache(config: Any, capacity: int) -> DynamicCache | None:
+    """A ``DynamicCache`` for ``config``'s model whose layers reserve room for ``capacity`` tokens,
+    or None where the model's cache has other layers than plain growing ones (sliding windows,
+    recurrent states), which are left to transformers."""
+    cache = DynamicCache(config=config)
+    if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return None
+    cache.layers = [ReservedLayer(capacity) for _ in cache.layers]
+    return cache
