@@ -5,8 +5,9 @@
 # Random weights of SmolLM2-135M's shapes (the same kernels; no weights to carry). Writes under
 # $OUT: machine.txt, train.json/.log (leap's engine, 16 rows per step: one row per micro-batch,
 # the step's rows padded into one micro-batch or concatenated into one sequence, with and without
-# compiled layers; each engine's figures are saved as it ends), rollout.json/.log (100 household episodes of horizon 20: the growing cache
-# without prefix reuse, the fastest there so far, against the static, compiled one).
+# compiled layers; each engine's figures are saved as it ends), rollout.json/.log (100 household
+# episodes of horizon 20: the growing cache without prefix reuse, the fastest there so far,
+# against the static, compiled one, and against transformers' concatenating growing cache).
 # On a CPU, `DEVICE=cpu SIZE=tiny bash benchmarks/gpu/check.sh` runs the same steps in seconds.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,6 +45,6 @@ grep -v "it/s\]\|s/it\]\|it\]$" "$OUT/train.log" | tail -14
 
 start=$(date +%s)
 "${limit[@]}" python3 benchmarks/rollout_throughput.py "${model[@]}" --device "$DEVICE" "${roll[@]}" \
-  --modes lockstep-nocache,lockstep-static --json "$OUT/rollout.json" > "$OUT/rollout.log" 2>&1
+  --modes lockstep-nocache,lockstep-static,lockstep-nocache-concat --json "$OUT/rollout.json" > "$OUT/rollout.log" 2>&1
 echo "rollout: exit $? after $(( $(date +%s) - start )) s"
 tail -12 "$OUT/rollout.log"
