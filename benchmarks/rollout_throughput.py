@@ -26,6 +26,7 @@ floating-point reordering).
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def main() -> None:
     parser.add_argument(
         "--modes", default="lockstep,lockstep-nocache", help=f"comma-separated: {', '.join(MODES)}"
     )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds over the modes (the table shows medians)"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
@@ -79,7 +83,8 @@ def main() -> None:
 
     results, replies = {}, {}
     peak = None
-    for mode in args.modes.split(","):
+    # modes take turns, round after round: a drift of the machine's speed touches every mode alike
+    for mode in [m for _ in range(args.repeats) for m in args.modes.split(",")]:
         lockstep, cache = MODES[mode]
         ablated = ABLATIONS.get(mode)
         if ablated:
@@ -110,17 +115,20 @@ def main() -> None:
         prefix = model.prefix_cache
         computed = prompt - (prefix.reused_tokens if prefix else 0) + generated
         steps = sum(e.n_actions for e in episodes)
+        runs = [*results.get(mode, {}).get("runs", []), round(seconds, 2)]
+        seconds = statistics.median(runs)
         results[mode] = {
             "episodes": len(episodes),
             "env_steps": steps,
             "seconds": round(seconds, 2),
+            "runs": runs,
             "steps_per_second": steps / seconds,
             "generated_tokens": generated,
             "generated_per_second": generated / seconds,
             "computed_tokens": computed,
             "mfu": computed * 2 * (params["layers"] + params["head"]) / seconds / peak,
         }
-        replies[mode] = [s.raw for e in episodes for s in e.steps]
+        replies.setdefault(mode, [s.raw for e in episodes for s in e.steps])
         if args.json:  # what is done so far survives a time limit
             Path(args.json).write_text(
                 json.dumps({"args": vars(args), "peak_flops": peak, "results": results})
@@ -136,7 +144,8 @@ def main() -> None:
         f"matmul peak {peak / 1e12:.2f} TFLOP/s",
         title_justify="left",
     )
-    for col in ("mode", "env steps", "seconds", "env steps/s", "generated tok/s", "MFU", f"same as {first}"):
+    columns = ("mode", "env steps", "seconds", "each round", "env steps/s", "generated tok/s", "MFU")
+    for col in (*columns, f"same as {first}"):
         table.add_column(col, justify="right")
     for mode, r in results.items():
         same = sum(a == b for a, b in zip(replies[first], replies[mode], strict=False))
@@ -145,6 +154,7 @@ def main() -> None:
             mode,
             str(r["env_steps"]),
             f"{r['seconds']:.1f}",
+            ", ".join(f"{x:.1f}" for x in r["runs"]),
             f"{r['steps_per_second']:.2f}",
             f"{r['generated_per_second']:,.0f}",
             f"{100 * r['mfu']:.2f} %",
