@@ -22,7 +22,8 @@ class ReservedLayer(DynamicLayer):
     """A ``DynamicLayer`` with room for ``capacity`` tokens, allocated at its first update.
 
     An update past the room moves the layer to a larger allocation (half as much room again), as
-    does one after something else replaced its tensors (cropping, selecting batch rows).
+    does one after something else replaced its tensors (selecting batch rows); after cropping,
+    which keeps a view of the room, it writes on where the crop ended.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -63,12 +64,21 @@ class ReservedLayer(DynamicLayer):
         super().reset()
 
 
+def plain_growing_layers(config: Any) -> int:
+    """How many layers ``config``'s model caches, where every one keeps all keys and values (a
+    plain ``DynamicLayer``); 0 where some layer is another kind (sliding windows, recurrent
+    states), which cannot be restarted from a stored prefix nor given reserved room."""
+    layers = DynamicCache(config=config).layers
+    return 0 if any(type(layer) is not DynamicLayer for layer in layers) else len(layers)
+
+
 def reserved_cache(config: Any, capacity: int) -> DynamicCache | None:
     """A ``DynamicCache`` for ``config``'s model whose layers reserve room for ``capacity`` tokens,
-    or None where the model's cache has other layers than plain growing ones (sliding windows,
-    recurrent states), which are left to transformers."""
-    cache = DynamicCache(config=config)
-    if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
+    or None where its layers are not all plain growing ones (:func:`plain_growing_layers`), which
+    are left to transformers."""
+    layers = plain_growing_layers(config)
+    if not layers:
         return None
-    cache.layers = [ReservedLayer(capacity) for _ in cache.layers]
+    cache = DynamicCache(config=config)
+    cache.layers = [ReservedLayer(capacity) for _ in range(layers)]
     return cache

@@ -17,13 +17,12 @@ from transformers import (
     PreTrainedTokenizerBase,
     StaticCache,
 )
-from transformers.cache_utils import DynamicLayer
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation, cut_at_stop
 from leap.models.choice_decoding import ChoiceLogitsProcessor
 from leap.models.prefix_cache import CachedSequence, PrefixCache, left_padded_states, row_states
-from leap.models.reserved_cache import reserved_cache
+from leap.models.reserved_cache import plain_growing_layers, reserved_cache
 
 #: the name generate() takes a cache by and returns it under: "cache" since transformers 5.24
 #: ("past_key_values" before, deprecated there and removed in 6)
@@ -145,14 +144,14 @@ class TransformersChatModel(ChatModel):
         (sliding-window or recurrent layers cannot be restarted from a stored prefix)."""
         if megabytes <= 0:
             return None
-        layers = DynamicCache(config=self.model.config).layers
-        if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        layers = plain_growing_layers(self.model.config)
+        if not layers:
             log.info("%s: prefix caching off (the model's cache has non-standard layers)", self.path)
             return None
         config = self.model.config.get_text_config()
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-        bytes_per_token = 2 * len(layers) * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
+        bytes_per_token = 2 * layers * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
         return PrefixCache(max_tokens=megabytes * 2**20 // bytes_per_token)
 
     def describe(self) -> str:
