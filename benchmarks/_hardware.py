@@ -1,12 +1,16 @@
-"""What the benchmarks share: the device's measured matrix-multiply peak, model FLOPs, and a
-randomly initialised copy of a model (the same shapes and kernels, no weights to carry)."""
+"""What the benchmarks share: the device's measured matrix-multiply peak, model FLOPs, a randomly
+initialised copy of a model (the same shapes and kernels, no weights to carry), and switching
+one of leap's savings off to measure it."""
 
 from __future__ import annotations
 
 import argparse
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -81,3 +85,17 @@ def model_directory(args: argparse.Namespace) -> str:
 
     path = resolve_model_path(args.model)
     return random_copy(path) if args.random_weights else path
+
+
+@contextmanager
+def switched_off(flag: tuple[Any, str] | None) -> Iterator[None]:
+    """Set the boolean attribute ``flag`` = (object, name) to False for the block (an ablation:
+    one of leap's savings off), True again after it; None changes nothing."""
+    if flag is None:
+        yield
+        return
+    setattr(*flag, False)
+    try:
+        yield
+    finally:
+        setattr(*flag, True)

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from _hardware import linear_parameters, matmul_peak, model_arguments, model_directory
+from _hardware import linear_parameters, matmul_peak, model_arguments, model_directory, switched_off
 from rich.console import Console
 from rich.table import Table
 
@@ -86,9 +86,6 @@ def main() -> None:
     # modes take turns, round after round: a drift of the machine's speed touches every mode alike
     for mode in [m for _ in range(args.repeats) for m in args.modes.split(",")]:
         lockstep, cache = MODES[mode]
-        ablated = ABLATIONS.get(mode)
-        if ablated:
-            setattr(*ablated, False)
         model = TransformersChatModel(
             model_dir, device=args.device, dtype=args.dtype, batch_size=args.episodes, cache=cache
         )
@@ -99,17 +96,16 @@ def main() -> None:
         model.generate([[{"role": "user", "content": "warm up"}]], max_new_tokens=4)
         before = (model.usage.prompt_tokens, model.usage.completion_tokens)
         start = time.perf_counter()
-        episodes = run_episodes(
-            lambda: make_env(args.env),
-            tasks,
-            policy,
-            horizon=args.horizon,
-            batch_size=args.episodes if lockstep else 1,
-            label=mode,
-        )
+        with switched_off(ABLATIONS.get(mode)):
+            episodes = run_episodes(
+                lambda: make_env(args.env),
+                tasks,
+                policy,
+                horizon=args.horizon,
+                batch_size=args.episodes if lockstep else 1,
+                label=mode,
+            )
         seconds = time.perf_counter() - start
-        if ablated:
-            setattr(*ablated, True)
         prompt = model.usage.prompt_tokens - before[0]
         generated = model.usage.completion_tokens - before[1]
         prefix = model.prefix_cache

@@ -44,7 +44,14 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from _hardware import attention_flops, linear_parameters, matmul_peak, model_arguments, model_directory
+from _hardware import (
+    attention_flops,
+    linear_parameters,
+    matmul_peak,
+    model_arguments,
+    model_directory,
+    switched_off,
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -219,16 +226,12 @@ def main() -> None:
                 **rule_args,
             )
             data = dpo_file if dpo else sft_file
-            ablated = ABLATIONS.get(name)
-            if ablated:
-                setattr(*ablated, False)
-            if args.profile:
-                train = partial(train_adapter, model_dir, data, folder / name, settings)
-                metrics = profiled(args.profile, name, train)
-            else:
-                metrics = train_adapter(model_dir, data, folder / name, settings, seed=0)
-            if ablated:
-                setattr(*ablated, True)
+            with switched_off(ABLATIONS.get(name)):
+                if args.profile:
+                    train = partial(train_adapter, model_dir, data, folder / name, settings)
+                    metrics = profiled(args.profile, name, train)
+                else:
+                    metrics = train_adapter(model_dir, data, folder / name, settings, seed=0)
             if dpo:
                 metrics["tokens_per_s"] = (
                     args.batch_size * pair_tokens(model_dir, dpo_file) / metrics["seconds_per_step"]
