@@ -12,6 +12,8 @@ Modes (one run, one model):
   lockstep-concat, lockstep-nocache-concat   lockstep and lockstep-nocache with transformers'
                     growing cache, which concatenates every new token's keys and values (before
                     leap.models.reserved_cache)
+  lockstep-padded   lockstep with every row's new prompt tokens padded to the batch's longest, in
+                    one pass (before leap.models.grouped_prefill)
 
 The student is the demo's: the transcript prompt, constrained actions, greedy decoding. Prints
 env-steps/s, generated tokens/s and model FLOPs utilisation (2 x parameters per token computed,
@@ -52,11 +54,13 @@ MODES = {
     "sequential": (False, "prefix"),
     "lockstep-concat": (True, "prefix"),
     "lockstep-nocache-concat": (True, "dynamic"),
+    "lockstep-padded": (True, "prefix"),
 }
 #: modes that switch one of leap's savings off (a module's flag), to measure what it saves
 ABLATIONS = {
     "lockstep-concat": (transformers_backend, "RESERVE_CACHE_ROOM"),
     "lockstep-nocache-concat": (transformers_backend, "RESERVE_CACHE_ROOM"),
+    "lockstep-padded": (transformers_backend, "GROUP_PREFILL"),
 }
 
 

@@ -66,14 +66,16 @@ def test_rollout_throughput_reports_steps_tokens_and_agreement(tmp_path) -> None
         "rollout_throughput",
         tmp_path,
         *("--episodes", "3", "--horizon", "2", "--dtype", "float32"),
-        *("--modes", "lockstep,lockstep-nocache,lockstep-static,lockstep-concat", "--repeats", "2"),
+        "--modes",
+        "lockstep,lockstep-nocache,lockstep-static,lockstep-concat,lockstep-padded",
+        *("--repeats", "2"),
     )
     results = report["results"]
     for m in results.values():
         assert m["episodes"] == 3 and 0 < m["env_steps"] <= 6 and len(m["runs"]) == 2
         assert m["generated_per_second"] > 0 and 0 < m["mfu"] < 1
-    # neither the prefix cache, nor a static cache, nor transformers' concatenating cache changes
-    # a greedy reply in fp32; the prefix cache computes fewer tokens
-    for mode in ("lockstep-nocache", "lockstep-static", "lockstep-concat"):
+    # neither the prefix cache, nor a static cache, nor transformers' concatenating cache, nor one
+    # padded prefill changes a greedy reply in fp32; the prefix cache computes fewer tokens
+    for mode in ("lockstep-nocache", "lockstep-static", "lockstep-concat", "lockstep-padded"):
         assert results[mode]["same_replies"] == results["lockstep"]["env_steps"]
     assert results["lockstep"]["computed_tokens"] < results["lockstep-nocache"]["computed_tokens"]

@@ -198,6 +198,35 @@ def test_reserved_room_changes_no_reply(tiny_model_path, monkeypatch, cache: str
         conversations = _extend(conversations, expected, step)
 
 
+@pytest.mark.parametrize("cache", ["prefix", "dynamic"])
+def test_grouped_prefill_changes_no_reply(tiny_model_path, monkeypatch, cache: str) -> None:
+    """Three steps of growing conversations, greedy and constrained, in fp32: the same replies
+    with the new tokens computed in groups of rows as padded to the longest in one pass."""
+    from leap.models import grouped_prefill, transformers_backend
+    from leap.models.base import ChoiceConstraint
+
+    plans = []
+
+    def every_length_apart(*args, **kwargs):
+        plans.append(grouped_prefill.plan_groups(*args, **kwargs, call_tokens=0.0))
+        return plans[-1]
+
+    monkeypatch.setattr(transformers_backend, "plan_groups", every_length_apart)
+    grouped = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache=cache)
+    padded = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache=cache)
+    rules = [ChoiceConstraint("ACTION:", ("look", "go to cabinet 1"))] * 4
+    conversations = [list(c) for c in CONVERSATIONS]
+    for step in range(3):
+        monkeypatch.setattr(transformers_backend, "GROUP_PREFILL", False)
+        expected = padded.generate(conversations, max_new_tokens=10, constraints=rules)
+        monkeypatch.setattr(transformers_backend, "GROUP_PREFILL", True)
+        got = grouped.generate(conversations, max_new_tokens=10, constraints=rules)
+        assert len(plans[-1]) > 1
+        assert [g.text for g in got] == [g.text for g in expected]
+        conversations = _extend(conversations, expected, step)
+    assert len(plans) == 3
+
+
 def test_prefix_cache_evicts_past_its_budget() -> None:
     from leap.models.prefix_cache import PrefixCache
 

@@ -59,3 +59,21 @@ def test_a_model_with_other_layers_keeps_transformers_cache(tiny_model_path) -> 
     assert reserved_cache(config, 64) is not None
     config.sliding_window, config.layer_types = 4, ["sliding_attention"] * config.num_hidden_layers
     assert reserved_cache(config, 64) is None
+
+
+def test_a_window_writes_its_rows_into_the_room_it_views() -> None:
+    """A window over some rows, from some column, holding some columns (an empty one too) writes
+    its updates into the full layer's room, where the full layer already holds those columns."""
+    full = ReservedLayer(capacity=16)
+    full.hold(9, torch.empty(4, 3, 0, 8))
+    assert full.get_seq_length() == 9 and not full.keys.any()
+    keys, values = _states(2, 3, 0)
+    for start, stop in ((2, 6), (6, 6)):  # the second window holds nothing yet
+        view = full.window(slice(1, 3), start, stop)
+        assert view.get_seq_length() == stop - start
+        got = view.update(keys, values)
+        assert torch.equal(got[0][..., stop - start :, :], keys)
+        assert torch.equal(full.keys[1:3, :, stop : stop + 3], keys)
+        assert torch.equal(full.values[1:3, :, stop : stop + 3], values)
+    assert not full.keys[[0, 3]].any()  # the other rows are untouched
+    assert full.get_seq_length() == 9

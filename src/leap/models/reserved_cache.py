@@ -41,7 +41,7 @@ class ReservedLayer(DynamicLayer):
         room = self._room
         if (
             room is None
-            or room[0].data_ptr() != self.keys.data_ptr()
+            or not _starts_at(self.keys, room[0])
             or room[0].shape[:-2] != key_states.shape[:-2]
             or needed > room[0].shape[-2]
         ):
@@ -63,6 +63,38 @@ class ReservedLayer(DynamicLayer):
         self._room = None
         super().reset()
 
+    def window(self, rows: slice, start: int, stop: int) -> ReservedLayer:
+        """A layer over ``rows`` of this one's room that begins at column ``start`` and holds the
+        columns up to ``stop``: its updates write into this layer's room from column ``stop`` on,
+        which this layer already holds (:meth:`hold`). One group of a batch's rows computes its
+        tokens through it, and attends to only the columns from ``start``."""
+        assert self._room is not None and stop <= self.get_seq_length(), "hold the columns first"
+        view = ReservedLayer(self.capacity)
+        room = (self._room[0][rows, :, start:], self._room[1][rows, :, start:])
+        view.lazy_initialization(*room)
+        view._room = room
+        view.keys, view.values = room[0][..., : stop - start, :], room[1][..., : stop - start, :]
+        return view
+
+    def hold(self, length: int, like: torch.Tensor) -> None:
+        """Hold ``length`` columns: those past the ones held so far are zeros until written.
+        ``like`` ([rows, heads, any, head_dim]) gives an uninitialised layer its shape, dtype and
+        device."""
+        held = self.get_seq_length()
+        if length > held:
+            rows, heads, _, head_dim = like.shape
+            zeros = like.new_zeros((rows, heads, length - held, head_dim))
+            self.update(zeros, zeros)
+
+
+def _starts_at(view: torch.Tensor, room: torch.Tensor) -> bool:
+    """Whether ``view`` begins where ``room`` does, in the same memory (an empty view too, whose
+    ``data_ptr`` is 0)."""
+    return (
+        view.untyped_storage().data_ptr() == room.untyped_storage().data_ptr()
+        and view.storage_offset() == room.storage_offset()
+    )
+
 
 def plain_growing_layers(config: Any) -> int:
     """How many layers ``config``'s model caches, where every one keeps all keys and values (a
@@ -70,6 +102,13 @@ def plain_growing_layers(config: Any) -> int:
     states), which cannot be restarted from a stored prefix nor given reserved room."""
     layers = DynamicCache(config=config).layers
     return 0 if any(type(layer) is not DynamicLayer for layer in layers) else len(layers)
+
+
+def key_value_shape(config: Any) -> tuple[int, int]:
+    """The key-value heads and the head dimension of ``config``'s attention layers."""
+    config = config.get_text_config()
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return getattr(config, "num_key_value_heads", None) or config.num_attention_heads, head_dim
 
 
 def reserved_cache(config: Any, capacity: int) -> DynamicCache | None:

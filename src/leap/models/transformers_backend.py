@@ -21,8 +21,9 @@ from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation, cut_at_stop
 from leap.models.choice_decoding import ChoiceLogitsProcessor
+from leap.models.grouped_prefill import plan_groups, prefill_in_groups
 from leap.models.prefix_cache import CachedSequence, PrefixCache, left_padded_states, row_states
-from leap.models.reserved_cache import plain_growing_layers, reserved_cache
+from leap.models.reserved_cache import ReservedLayer, key_value_shape, plain_growing_layers, reserved_cache
 
 #: the name generate() takes a cache by and returns it under: "cache" since transformers 5.24
 #: ("past_key_values" before, deprecated there and removed in 6)
@@ -45,6 +46,11 @@ STATIC_CACHE_STEP = 1024
 #: growing caches reserve room for the whole generation (``leap.models.reserved_cache``) instead
 #: of concatenating every new token's keys and values; off only to measure what that saves
 RESERVE_CACHE_ROOM = True
+
+#: on CPU, the new prompt tokens of a batch's rows are computed in groups of similar length
+#: (``leap.models.grouped_prefill``), not padded to the longest row; off only to measure what
+#: that saves
+GROUP_PREFILL = True
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -148,9 +154,7 @@ class TransformersChatModel(ChatModel):
         if not layers:
             log.info("%s: prefix caching off (the model's cache has non-standard layers)", self.path)
             return None
-        config = self.model.config.get_text_config()
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        kv_heads, head_dim = key_value_shape(self.model.config)
         bytes_per_token = 2 * layers * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
         return PrefixCache(max_tokens=megabytes * 2**20 // bytes_per_token)
 
@@ -229,11 +233,14 @@ class TransformersChatModel(ChatModel):
 
         Row layout: [pad][reused prefix][pad][new prompt tokens]. The reused part comes from the
         prefix cache as keys and values; only the new part is computed. Positions follow the
-        attention mask, so the padding in the middle changes nothing for the model.
+        attention mask, so the padding in the middle changes nothing for the model. On CPU the new
+        parts are computed in groups of rows of similar length (``leap.models.grouped_prefill``; the
+        batch comes sorted by new length), not padded to the longest.
         """
         pad = self.tokenizer.pad_token_id
         width_reused = max(n for _, n in reuse)
-        width_new = max(len(ids) - n for ids, (_, n) in zip(prompts, reuse, strict=True))
+        fresh = [len(ids) - n for ids, (_, n) in zip(prompts, reuse, strict=True)]
+        width_new = max(fresh)
         rows, masks = [], []
         for ids, (_, n) in zip(prompts, reuse, strict=True):
             new = ids[n:]
@@ -265,6 +272,15 @@ class TransformersChatModel(ChatModel):
                 extra[CACHE_ARGUMENT] = past
             self.prefix_cache.reused_tokens += sum(n for _, n in reuse)
             self.prefix_cache.computed_tokens += sum(len(ids) for ids in prompts) - sum(n for _, n in reuse)
+        past = extra.get(CACHE_ARGUMENT)
+        reserved = past is not None and all(isinstance(layer, ReservedLayer) for layer in past.layers)
+        if GROUP_PREFILL and reserved and self.device == "cpu":
+            # only reserved room can be written group by group; one group is generate's own pass
+            groups = plan_groups(fresh, attention_mask.argmax(1).tolist(), input_ids.shape[1])
+            if len(groups) > 1:
+                prefill_in_groups(
+                    self.model.base_model, past, input_ids, attention_mask, fresh, groups, CACHE_ARGUMENT
+                )
         processors = LogitsProcessorList()
         if constraints:
             eos = self.tokenizer.eos_token_id
