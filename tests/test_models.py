@@ -168,42 +168,53 @@ def test_a_static_cache_changes_no_reply_and_only_grows(tiny_model_path) -> None
         TransformersChatModel(tiny_model_path, device="cpu", cache="paged")
 
 
-@pytest.mark.parametrize("cache", ["prefix", "dynamic"])
-def test_reserved_room_changes_no_reply(tiny_model_path, monkeypatch, cache: str) -> None:
-    """Three steps of growing conversations, greedy and constrained, in fp32: the same replies
-    with reserved room as with transformers' concatenation, and the room was used."""
+def _same_replies_with_and_without(path, monkeypatch, cache: str, flag: str, each_step) -> None:
+    """Three steps of growing conversations, greedy and constrained, in fp32: a model generating
+    with ``transformers_backend.<flag>`` on replies as one with it off; ``each_step`` checks
+    what the flag did after every step."""
     from leap.models import transformers_backend
     from leap.models.base import ChoiceConstraint
-    from leap.models.reserved_cache import reserved_cache
 
-    made = []
-
-    def counting(config, capacity):
-        made.append(capacity)
-        return reserved_cache(config, capacity)
-
-    monkeypatch.setattr(transformers_backend, "reserved_cache", counting)
-    reserved = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache=cache)
-    concatenating = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache=cache)
+    with_flag = TransformersChatModel(path, dtype="float32", device="cpu", cache=cache)
+    without = TransformersChatModel(path, dtype="float32", device="cpu", cache=cache)
     rules = [ChoiceConstraint("ACTION:", ("look", "go to cabinet 1"))] * 4
     conversations = [list(c) for c in CONVERSATIONS]
     for step in range(3):
-        monkeypatch.setattr(transformers_backend, "RESERVE_CACHE_ROOM", False)
-        expected = concatenating.generate(conversations, max_new_tokens=10, constraints=rules)
-        calls = len(made)
-        monkeypatch.setattr(transformers_backend, "RESERVE_CACHE_ROOM", True)
-        got = reserved.generate(conversations, max_new_tokens=10, constraints=rules)
-        assert len(made) > calls
+        monkeypatch.setattr(transformers_backend, flag, False)
+        expected = without.generate(conversations, max_new_tokens=10, constraints=rules)
+        monkeypatch.setattr(transformers_backend, flag, True)
+        got = with_flag.generate(conversations, max_new_tokens=10, constraints=rules)
+        each_step()
         assert [g.text for g in got] == [g.text for g in expected]
         conversations = _extend(conversations, expected, step)
 
 
 @pytest.mark.parametrize("cache", ["prefix", "dynamic"])
+def test_reserved_room_changes_no_reply(tiny_model_path, monkeypatch, cache: str) -> None:
+    """The same replies with reserved room as with transformers' concatenation, and the room was
+    used at every step."""
+    from leap.models import transformers_backend
+    from leap.models.reserved_cache import reserved_cache
+
+    made, seen = [], []
+
+    def counting(config, capacity):
+        made.append(capacity)
+        return reserved_cache(config, capacity)
+
+    def used_room() -> None:
+        assert len(made) > sum(seen)
+        seen.append(len(made) - sum(seen))
+
+    monkeypatch.setattr(transformers_backend, "reserved_cache", counting)
+    _same_replies_with_and_without(tiny_model_path, monkeypatch, cache, "RESERVE_CACHE_ROOM", used_room)
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dynamic"])
 def test_grouped_prefill_changes_no_reply(tiny_model_path, monkeypatch, cache: str) -> None:
-    """Three steps of growing conversations, greedy and constrained, in fp32: the same replies
-    with the new tokens computed in groups of rows as padded to the longest in one pass."""
+    """The same replies with the new tokens computed in groups of rows (every new length apart)
+    as padded to the longest in one pass."""
     from leap.models import grouped_prefill, transformers_backend
-    from leap.models.base import ChoiceConstraint
 
     plans = []
 
@@ -211,19 +222,11 @@ def test_grouped_prefill_changes_no_reply(tiny_model_path, monkeypatch, cache: s
         plans.append(grouped_prefill.plan_groups(*args, **kwargs, call_tokens=0.0))
         return plans[-1]
 
-    monkeypatch.setattr(transformers_backend, "plan_groups", every_length_apart)
-    grouped = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache=cache)
-    padded = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache=cache)
-    rules = [ChoiceConstraint("ACTION:", ("look", "go to cabinet 1"))] * 4
-    conversations = [list(c) for c in CONVERSATIONS]
-    for step in range(3):
-        monkeypatch.setattr(transformers_backend, "GROUP_PREFILL", False)
-        expected = padded.generate(conversations, max_new_tokens=10, constraints=rules)
-        monkeypatch.setattr(transformers_backend, "GROUP_PREFILL", True)
-        got = grouped.generate(conversations, max_new_tokens=10, constraints=rules)
+    def grouped() -> None:
         assert len(plans[-1]) > 1
-        assert [g.text for g in got] == [g.text for g in expected]
-        conversations = _extend(conversations, expected, step)
+
+    monkeypatch.setattr(transformers_backend, "plan_groups", every_length_apart)
+    _same_replies_with_and_without(tiny_model_path, monkeypatch, cache, "GROUP_PREFILL", grouped)
     assert len(plans) == 3
 
 
