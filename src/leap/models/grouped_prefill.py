@@ -5,14 +5,15 @@ A lockstep rollout step feeds every episode its reply and new observation at onc
 parts differ in length (an observation that lists a receptacle's contents against "Nothing
 happens."), and a batched forward pass pads every row to the longest: at the demo's shape (32
 episodes, SmolLM2-135M) about a quarter of the computed prompt tokens were padding, and every
-padded query also attends to the whole history. Rows sorted by their new length (``_batches`` does) and
-cut into a few contiguous groups carry little padding each; a group's rows also skip the history
-columns that none of them uses (the batch's left padding).
+padded query also attends to the whole history. Rows sorted by their new length (``_batches``
+does) and cut into a few contiguous groups carry little padding each; a group's rows also skip
+the history columns that none of them uses (the batch's left padding).
 
 :func:`prefill_in_groups` writes every group's keys and values into the batch's reserved cache
 (``leap.models.reserved_cache``), all but each row's last prompt token; ``generate`` then computes
 that last column for the whole batch (the first logits) and decodes as before. The keys and values
-are the same as one batched pass's, so greedy replies are too (``tests/test_models.py``).
+are those of one batched pass up to floating-point rounding (other matrix shapes): in fp32 the
+greedy replies are identical (``tests/test_models.py``), in bf16 a few differ.
 
 More groups mean more forward calls, each with a fixed cost (about 25 ms on 2 CPU cores, the time
 of some 40 tokens) and less efficient matrix multiplies, so :func:`plan_groups` weighs the padding

@@ -77,9 +77,10 @@ class ReservedLayer(DynamicLayer):
         return view
 
     def hold(self, length: int, like: torch.Tensor) -> None:
-        """Hold ``length`` columns: those past the ones held so far are zeros until written.
-        ``like`` ([rows, heads, any, head_dim]) gives an uninitialised layer its shape, dtype and
-        device."""
+        """Hold ``length`` columns: those past the ones held so far are zeros until written (the
+        room is allocated uninitialised, and a masked column must still hold finite numbers: its
+        attention weight is 0, and 0 x NaN is NaN). ``like`` ([rows, heads, any, head_dim]) gives
+        an uninitialised layer its shape, dtype and device."""
         held = self.get_seq_length()
         if length > held:
             rows, heads, _, head_dim = like.shape
