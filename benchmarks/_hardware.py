@@ -88,14 +88,18 @@ def model_directory(args: argparse.Namespace) -> str:
 
 
 @contextmanager
-def switched_off(flag: tuple[Any, str] | None) -> Iterator[None]:
-    """Set the boolean attribute ``flag`` = (object, name) to False for the block (an ablation:
-    one of leap's savings off), True again after it; None changes nothing."""
+def switched_off(flag: tuple[Any, str | tuple[str, ...]] | None) -> Iterator[None]:
+    """Set the boolean attribute(s) ``flag`` = (object, name or names) to False for the block (an
+    ablation: some of leap's savings off), True again after it; None changes nothing."""
     if flag is None:
         yield
         return
-    setattr(*flag, False)
+    owner, names = flag
+    names = (names,) if isinstance(names, str) else names
+    for name in names:
+        setattr(owner, name, False)
     try:
         yield
     finally:
-        setattr(*flag, True)
+        for name in names:
+            setattr(owner, name, True)

@@ -14,6 +14,8 @@ Modes (one run, one model):
                     leap.models.reserved_cache)
   lockstep-padded   lockstep with every row's new prompt tokens padded to the batch's longest, in
                     one pass (before leap.models.grouped_prefill)
+  lockstep-padded-strided   lockstep-padded with the language-model head on a strided input too
+                    (before transformers_backend.CONTIGUOUS_HEAD)
 
 The student is the demo's: the transcript prompt, constrained actions, greedy decoding. Prints
 env-steps/s, generated tokens/s and model FLOPs utilisation (2 x parameters per token computed,
@@ -55,12 +57,14 @@ MODES = {
     "lockstep-concat": (True, "prefix"),
     "lockstep-nocache-concat": (True, "dynamic"),
     "lockstep-padded": (True, "prefix"),
+    "lockstep-padded-strided": (True, "prefix"),
 }
 #: modes that switch one of leap's savings off (a module's flag), to measure what it saves
 ABLATIONS = {
     "lockstep-concat": (transformers_backend, "RESERVE_CACHE_ROOM"),
     "lockstep-nocache-concat": (transformers_backend, "RESERVE_CACHE_ROOM"),
     "lockstep-padded": (transformers_backend, "GROUP_PREFILL"),
+    "lockstep-padded-strided": (transformers_backend, ("GROUP_PREFILL", "CONTIGUOUS_HEAD")),
 }
 
 

@@ -230,6 +230,24 @@ def test_grouped_prefill_changes_no_reply(tiny_model_path, monkeypatch, cache: s
     assert len(plans) == 3
 
 
+def test_the_head_gets_a_contiguous_input(tiny_model_path, monkeypatch) -> None:
+    """generate's first logits come from a strided slice of the hidden states (the last prompt
+    position); the head gets it contiguous, which changes no number (and is far faster on CPU)."""
+    from leap.models import transformers_backend
+
+    monkeypatch.setattr(transformers_backend, "GROUP_PREFILL", False)  # generate's own prefill
+    model = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="dynamic")
+    inputs = []
+    model.model.get_output_embeddings().register_forward_hook(lambda m, args, out: inputs.append(args[0]))
+    expected = model.generate(CONVERSATIONS, max_new_tokens=3)
+    assert inputs and all(x.is_contiguous() for x in inputs)
+    monkeypatch.setattr(transformers_backend, "CONTIGUOUS_HEAD", False)
+    inputs.clear()
+    got = model.generate(CONVERSATIONS, max_new_tokens=3)
+    assert not inputs[0].is_contiguous()  # what the hook is for
+    assert [g.text for g in got] == [g.text for g in expected]
+
+
 def test_prefix_cache_evicts_past_its_budget() -> None:
     from leap.models.prefix_cache import PrefixCache
 

@@ -52,6 +52,21 @@ RESERVE_CACHE_ROOM = True
 #: that saves
 GROUP_PREFILL = True
 
+#: the language-model head gets a contiguous input (:func:`_contiguous_input`); off only to
+#: measure what that saves
+CONTIGUOUS_HEAD = True
+
+
+def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple | None:
+    """Give the language-model head a contiguous input. ``generate`` computes the first logits
+    from the last prompt position only (``logits_to_keep``), a strided slice of the hidden
+    states; torch's linear layer on such a 3D slice multiplies batch by batch with the weight
+    copied once per row: on 2 CPU cores 1.7 s for 32 rows of SmolLM2-135M's 49k-token head,
+    against 9 ms contiguous, the same numbers. Off only to measure that (``CONTIGUOUS_HEAD``)."""
+    if CONTIGUOUS_HEAD and args and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():
+        return (args[0].contiguous(), *args[1:])
+    return None
+
 
 def cpu_has_fast_bf16() -> bool:
     """AMX or AVX512-BF16: bf16 measured 1.4-3x faster than fp32 for generation on such CPUs."""
@@ -142,6 +157,9 @@ class TransformersChatModel(ChatModel):
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
             self.adapter = str(adapter)
         self.model = model.to(self.device).eval()
+        head = self.model.get_output_embeddings()
+        if head is not None:
+            head.register_forward_pre_hook(_contiguous_input)
         self.name = name or (self.adapter or self.path)
         self.prefix_cache = self._make_prefix_cache(prefix_cache_mb if cache == "prefix" else 0)
 
