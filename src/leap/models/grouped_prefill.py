@@ -27,14 +27,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from leap.models.reserved_cache import ReservedLayer, key_value_shape
 
 #: the fixed cost of one more forward call, in tokens computed (2 CPU cores, SmolLM2-135M, forward
 #: passes of 1 to 32 rows of 8 to 100 tokens: about 25 ms a call plus 1,450 tokens/s)
 CALL_TOKENS = 40.0
-#: keys at which a query's attention costs what its linear layers cost (the same measurement: a
-#: prefill of 5,440 tokens took 5.2 s longer over 1,724 keys than over 464)
+#: keys at which a query's attention costs what its linear layers cost, roughly: a padded prefill
+#: of 5,440 tokens (32 rows) took 5.9 s over 464 keys and 9.6 s over 1,724, about 3 ms more per
+#: key, against some 3-4 s for its linear layers
 ATTENTION_KEYS = 1000.0
 
 
@@ -103,8 +105,6 @@ def prefill_in_groups(
     Afterwards the cache holds ``width - 1`` columns; positions follow the attention mask, as in
     ``generate``.
     """
-    from transformers import DynamicCache
-
     rows, width = input_ids.shape
     kv_heads, head_dim = key_value_shape(decoder.config)
     like = torch.empty((rows, kv_heads, 0, head_dim), dtype=decoder.dtype, device=input_ids.device)
