@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 18's GPU measurements in one call of a lent machine (about 9 minutes), after
 # `bash benchmarks/gpu/prepare.sh` here:
-#   run(command="bash benchmarks/gpu/check.sh", carry=[".whl", ".bench"], timeout_s=540)
+#   run(command="bash benchmarks/gpu/check.sh", carry=[".whl", ".bench"], timeout_s=600)
 # Random weights of SmolLM2-135M's shapes (the same kernels; no weights to carry). Writes under
 # $OUT: machine.txt, train.json/.log (leap's engine, 16 rows per step: one row per micro-batch,
 # the step's rows padded into one micro-batch or concatenated into one sequence, with and without

@@ -5,7 +5,7 @@
 #   - SmolLM2-135M's config and tokenizer (3.4 MiB; no weights: the benchmarks build a randomly
 #     initialised model of the same shapes there) into .bench/smollm2-shape/.
 # Both folders are git-ignored (.git/info/exclude) and travel with the call:
-#   run(command="bash benchmarks/gpu/check.sh", carry=[".whl", ".bench"], timeout_s=540)
+#   run(command="bash benchmarks/gpu/check.sh", carry=[".whl", ".bench"], timeout_s=600)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 for folder in /.whl/ /.bench/; do
