@@ -20,6 +20,8 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
   leap-torchdropout     leap with torch's dropout on CPU, which draws a random number per
             element (before leap.sparse_dropout)
   leap-nodropout        leap without LoRA dropout (a change of recipe: what dropout costs)
+  leap-fp32, leap-bf16, leap-batched-fp32, leap-batched-bf16   leap and leap-batched in fp32 or in
+            bf16 autocast (the others take train.bf16's default, auto: see leap.train._use_bf16)
   dpo       TRL's DPO on preference pairs built from the same episodes
 
 Tokens/s are steady-state (after the first, compiling step). Model FLOPs per token count the
@@ -78,6 +80,10 @@ ENGINES = {
     "leap-concat-compile": {"engine": "leap", "concatenate_rows": True, "compile": True},
     "leap-batched": {"engine": "leap", "micro_batch_size": "step"},
     "leap-batched-compile": {"engine": "leap", "micro_batch_size": "step", "compile": True},
+    "leap-fp32": {"engine": "leap", "bf16": False},
+    "leap-bf16": {"engine": "leap", "bf16": True},
+    "leap-batched-fp32": {"engine": "leap", "micro_batch_size": "step", "bf16": False},
+    "leap-batched-bf16": {"engine": "leap", "micro_batch_size": "step", "bf16": True},
     "leap-treemask": {"engine": "leap"},
     "leap-torchdropout": {"engine": "leap"},
     "leap-nodropout": {"engine": "leap", "lora_dropout": 0.0},
@@ -222,7 +228,6 @@ def main() -> None:
                 batch_size=args.batch_size,
                 max_length=2048,
                 device=args.device,
-                bf16=bf16,
                 **rule_args,
             )
             data = dpo_file if dpo else sft_file
@@ -261,7 +266,8 @@ def main() -> None:
         title_justify="left",
     )
     reference = next(name for name in results if name != "dpo") if set(results) - {"dpo"} else None
-    columns = ("engine", "attention", "steps", "s/step", "each round", "tokens/s", "MFU", "first loss")
+    columns = ("engine", "dtype", "attention", "steps", "s/step", "each round", "tokens/s", "MFU")
+    columns = (*columns, "first loss")
     for col in (*columns, f"vs {reference}"):
         table.add_column(col, justify="right")
     base = results[reference]["tokens_per_s"] if reference else None
@@ -269,6 +275,7 @@ def main() -> None:
         first = m["loss_curve"][0]["loss"] if m["loss_curve"] else float("nan")
         table.add_row(
             name,
+            m.get("dtype", "-"),
             m.get("attention", "-") if name != "dpo" else "sdpa",
             str(m["steps"]),
             f"{m['seconds_per_step']:.3f}",

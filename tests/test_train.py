@@ -69,6 +69,43 @@ def test_the_leap_loss_trains_exactly_as_trl_loss(tiny_model_path, data_file, tm
     assert leap["tokens"] == trl["tokens"]
 
 
+def _compute_dtypes() -> tuple[set, object]:
+    """A trainer callback that records the output dtypes of one decoder matrix multiply."""
+    from transformers import TrainerCallback
+
+    seen: set = set()
+
+    class Spy(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            layer = base.get_decoder().layers[0].mlp.down_proj
+            layer = getattr(layer, "base_layer", layer)  # under its LoRA wrapper
+            layer.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+
+    return seen, Spy()
+
+
+def test_bf16_training_computes_in_bf16_in_both_engines(tiny_model_path, data_file, tmp_path) -> None:
+    """bf16 is autocast around the whole loss: the leap engine calls the decoder itself, past the
+    autocast that wraps the model's forward (it trained in fp32 under bf16 before)."""
+    import torch
+
+    losses = {}
+    for engine in ("leap", "trl"):
+        for bf16 in (True, False):
+            seen, spy = _compute_dtypes()
+            base = dict(lora_r=4, lora_alpha=8, lora_dropout=0.0, max_steps=2, batch_size=2)
+            settings = TrainSettings(**base, bf16=bf16, device="cpu", engine=engine)
+            metrics = train_adapter(
+                tiny_model_path, data_file, tmp_path / f"{engine}-{bf16}", settings, callbacks=[spy]
+            )
+            assert seen == {torch.bfloat16 if bf16 else torch.float32}, (engine, bf16)
+            assert metrics["dtype"] == ("bf16" if bf16 else "fp32")
+            losses[engine, bf16] = _losses(metrics)
+    assert losses["leap", True] == pytest.approx(losses["trl", True], rel=2e-2)
+    assert losses["leap", True] != pytest.approx(losses["leap", False], rel=1e-6)
+
+
 def test_flex_attention_needs_a_gpu_to_train(tiny_model_path, data_file, tmp_path) -> None:
     with pytest.raises(ValueError, match="flex attention trains on CUDA only"):
         _train(tiny_model_path, data_file, tmp_path, "flex", attention="flex")
@@ -132,3 +169,20 @@ def test_micro_batches_must_fit_the_step(settings, message) -> None:
     with pytest.raises(ValidationError, match=message):
         TrainSettings(**settings)
     assert TrainSettings(batch_size=4, micro_batch_size=2).micro_batch_size == 2
+
+
+def test_bf16_auto_takes_what_was_measured_faster(monkeypatch) -> None:
+    from leap.models import transformers_backend
+    from leap.train import _use_bf16
+
+    def auto(device: str, **settings) -> bool:
+        return _use_bf16(TrainSettings(**settings), device)
+
+    # on a GPU the leap engine's SFT stays in fp32 (bf16 autocast was slower on an H200)
+    assert auto("cuda") is False and auto("cuda:1", engine="leap") is False
+    assert auto("cuda", engine="trl") is True and auto("cuda", rule="dpo", batch_size=2) is True
+    assert auto("cuda", bf16=True) is True  # an explicit choice holds
+    for fast in (True, False):
+        monkeypatch.setattr(transformers_backend, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        assert auto("cpu") is fast and auto("cpu", engine="trl") is fast
+    assert auto("cpu", bf16=False) is False
