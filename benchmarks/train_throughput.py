@@ -215,7 +215,9 @@ def main() -> None:
     # cores) then touches every engine alike
     for _ in range(args.repeats):
         for name in engines:
-            rule_args = dict(ENGINES[name])
+            # one packed row per micro-batch unless the engine says otherwise (train.micro_batch_size
+            # auto would batch them on CUDA)
+            rule_args = {"micro_batch_size": 1, **ENGINES[name]}
             if rule_args.get("micro_batch_size") == "step":
                 rule_args["micro_batch_size"] = args.batch_size
             dpo = rule_args.get("rule") == "dpo"
