@@ -1,6 +1,6 @@
 """What the benchmarks share: the device's measured matrix-multiply peak, model FLOPs, a randomly
-initialised copy of a model (the same shapes and kernels, no weights to carry), and switching
-one of leap's savings off to measure it."""
+initialised copy of a model (the same shapes and kernels, no weights to carry), switching one of
+leap's savings off to measure it, and writing a profile's tables."""
 
 from __future__ import annotations
 
@@ -103,3 +103,46 @@ def switched_off(flag: tuple[Any, str | tuple[str, ...]] | None) -> Iterator[Non
     finally:
         for name in names:
             setattr(owner, name, True)
+
+
+def write_profile(path: Path, title: str, prof: Any, steps: int = 1, host: Any = None) -> None:
+    """Write a PyTorch profile's operators that took the most host and device time (and its
+    kernel launches per step, over ``steps`` recorded steps) to ``path``; with ``host`` (a
+    ``cProfile.Profile``) also the Python functions that took the most time, where host-side work
+    that issues no operator (tokenising, a logits processor's loops) shows."""
+    import io
+    import pstats
+
+    events = prof.key_averages()
+    launches = sum(e.count for e in events if "LaunchKernel" in e.key) / steps
+    text = [f"{title}; {launches:.0f} kernel launches per step"]
+    for key in ("self_cpu_time_total", "self_device_time_total"):
+        text.append(events.table(sort_by=key, row_limit=25))
+    if host is not None:
+        stream = io.StringIO()
+        pstats.Stats(host, stream=stream).sort_stats("cumulative").print_stats(45)
+        text.append(stream.getvalue())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(text))
+
+
+@contextmanager
+def profiled(folder: str | None, name: str) -> Iterator[None]:
+    """Record the block with the PyTorch profiler (host and, on CUDA, device) and cProfile, and
+    write both to ``folder/profile-NAME.txt``; nothing where ``folder`` is None."""
+    if not folder:
+        yield
+        return
+    import cProfile
+
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    host = cProfile.Profile()
+    with profile(activities=activities) as prof:
+        host.enable()
+        try:
+            yield
+        finally:
+            host.disable()
+    write_profile(Path(folder) / f"profile-{name}.txt", name, prof, host=host)

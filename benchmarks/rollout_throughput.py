@@ -16,6 +16,8 @@ Modes (one run, one model):
                     one pass (before leap.models.grouped_prefill)
   lockstep-padded-strided   lockstep-padded with the language-model head on a strided input too
                     (before transformers_backend.CONTIGUOUS_HEAD)
+  lockstep-stopstrings   lockstep with the stop strings' criteria built anew at every generate
+                    call, as transformers does (before transformers_backend.REUSE_STOP_CRITERIA)
 
 The student is the demo's: the transcript prompt, constrained actions, greedy decoding. Prints
 env-steps/s, generated tokens/s and model FLOPs utilisation (2 x parameters per token computed,
@@ -35,7 +37,14 @@ import time
 from pathlib import Path
 
 import torch
-from _hardware import linear_parameters, matmul_peak, model_arguments, model_directory, switched_off
+from _hardware import (
+    linear_parameters,
+    matmul_peak,
+    model_arguments,
+    model_directory,
+    profiled,
+    switched_off,
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -58,6 +67,7 @@ MODES = {
     "lockstep-nocache-concat": (True, "dynamic"),
     "lockstep-padded": (True, "prefix"),
     "lockstep-padded-strided": (True, "prefix"),
+    "lockstep-stopstrings": (True, "prefix"),
 }
 #: modes that switch one of leap's savings off (a module's flag), to measure what it saves
 ABLATIONS = {
@@ -65,6 +75,7 @@ ABLATIONS = {
     "lockstep-nocache-concat": (transformers_backend, "RESERVE_CACHE_ROOM"),
     "lockstep-padded": (transformers_backend, "GROUP_PREFILL"),
     "lockstep-padded-strided": (transformers_backend, ("GROUP_PREFILL", "CONTIGUOUS_HEAD")),
+    "lockstep-stopstrings": (transformers_backend, "REUSE_STOP_CRITERIA"),
 }
 
 
@@ -83,6 +94,11 @@ def main() -> None:
         "--repeats", type=int, default=1, help="rounds over the modes (the table shows medians)"
     )
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--profile",
+        help="write each mode's profile (PyTorch operators, host and device, and cProfile's Python "
+        "functions) to this folder; it slows the run: use few steps",
+    )
     args = parser.parse_args()
 
     model_dir = model_directory(args)
@@ -104,7 +120,7 @@ def main() -> None:
         model.generate([[{"role": "user", "content": "warm up"}]], max_new_tokens=4)
         before = (model.usage.prompt_tokens, model.usage.completion_tokens)
         start = time.perf_counter()
-        with switched_off(ABLATIONS.get(mode)):
+        with switched_off(ABLATIONS.get(mode)), profiled(args.profile, f"rollout-{mode}"):
             episodes = run_episodes(
                 lambda: make_env(args.env),
                 tasks,

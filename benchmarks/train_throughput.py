@@ -22,6 +22,7 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
   leap-nodropout        leap without LoRA dropout (a change of recipe: what dropout costs)
   leap-fp32, leap-bf16, leap-batched-fp32, leap-batched-bf16   leap and leap-batched in fp32 or in
             bf16 autocast (the others take train.bf16's default, auto: see leap.train._use_bf16)
+  leap-batched-tf32     leap-batched in fp32 with TF32 matrix multiplies (CUDA only; TRL's tf32)
   dpo       TRL's DPO on preference pairs built from the same episodes
 
 Tokens/s are steady-state (after the first, compiling step). Model FLOPs per token count the
@@ -53,6 +54,7 @@ from _hardware import (
     model_arguments,
     model_directory,
     switched_off,
+    write_profile,
 )
 from rich.console import Console
 from rich.table import Table
@@ -84,6 +86,12 @@ ENGINES = {
     "leap-bf16": {"engine": "leap", "bf16": True},
     "leap-batched-fp32": {"engine": "leap", "micro_batch_size": "step", "bf16": False},
     "leap-batched-bf16": {"engine": "leap", "micro_batch_size": "step", "bf16": True},
+    "leap-batched-tf32": {
+        "engine": "leap",
+        "micro_batch_size": "step",
+        "bf16": False,
+        "extra": {"tf32": True},
+    },
     "leap-treemask": {"engine": "leap"},
     "leap-torchdropout": {"engine": "leap"},
     "leap-nodropout": {"engine": "leap", "lora_dropout": 0.0},
@@ -148,7 +156,7 @@ def pair_tokens(model_dir: str, dpo_file: Path) -> float:
     return 2 * sum(sizes) / max(len(sizes), 1)
 
 
-def profiled(folder: str, name: str, train: Callable[..., dict]) -> dict:
+def profiled_training(folder: str, name: str, train: Callable[..., dict]) -> dict:
     """Run ``train`` with the PyTorch profiler recording optimizer steps 3 and 4 (after the
     compiling first step and a warm-up step); write the operators that took the most host and
     device time, and the number of kernel launches per step, to ``folder/profile-NAME.txt``."""
@@ -164,13 +172,8 @@ def profiled(folder: str, name: str, train: Callable[..., dict]) -> dict:
 
     with prof:
         metrics = train(callbacks=[Step()])
-    events = prof.key_averages()
-    launches = sum(e.count for e in events if "LaunchKernel" in e.key) / 2
-    text = [f"{name}: {metrics['steps']} steps; 2 profiled, {launches:.0f} kernel launches per step"]
-    for key in ("self_cpu_time_total", "self_device_time_total"):
-        text.append(events.table(sort_by=key, row_limit=25))
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    (Path(folder) / f"profile-{name}.txt").write_text("\n".join(text))
+    title = f"{name}: {metrics['steps']} steps; 2 profiled"
+    write_profile(Path(folder) / f"profile-{name}.txt", title, prof, steps=2)
     return metrics
 
 
@@ -218,6 +221,8 @@ def main() -> None:
             # one packed row per micro-batch unless the engine says otherwise (train.micro_batch_size
             # auto would batch them on CUDA)
             rule_args = {"micro_batch_size": 1, **ENGINES[name]}
+            # TF32 off unless the engine asks for it: the trainer sets it for the whole process
+            rule_args["extra"] = {"tf32": False, **rule_args.get("extra", {})}
             if rule_args.get("micro_batch_size") == "step":
                 rule_args["micro_batch_size"] = args.batch_size
             dpo = rule_args.get("rule") == "dpo"
@@ -236,7 +241,7 @@ def main() -> None:
             with switched_off(ABLATIONS.get(name)):
                 if args.profile:
                     train = partial(train_adapter, model_dir, data, folder / name, settings)
-                    metrics = profiled(args.profile, name, train)
+                    metrics = profiled_training(args.profile, name, train)
                 else:
                     metrics = train_adapter(model_dir, data, folder / name, settings, seed=0)
             if dpo:

@@ -44,10 +44,18 @@ def test_usage_is_counted(tiny_model_path) -> None:
 
 
 def test_stop_strings_cut_the_text(tiny_model) -> None:
-    full = tiny_model.generate(CONVERSATIONS[:1], max_new_tokens=12)[0].text
-    word = full.split()[1]
-    stopped = tiny_model.generate(CONVERSATIONS[:1], max_new_tokens=12, stop=[word])[0].text
-    assert stopped == full[: full.index(word)]
+    full = tiny_model.generate(CONVERSATIONS[:1], max_new_tokens=12)[0]
+    word = full.text.split()[1]
+    stopped = tiny_model.generate(CONVERSATIONS[:1], max_new_tokens=12, stop=[word])[0]
+    assert stopped.text == full.text[: full.text.index(word)]
+    # generation itself stopped there, not only the text
+    assert stopped.completion_tokens < full.completion_tokens == 12
+    # the criteria are built once per stop strings (transformers would rebuild them every call)
+    criteria = tiny_model._stop_criteria([word])
+    assert tiny_model._stop_criteria((word,)) is criteria and len(criteria) == 1
+    assert len(tiny_model._stop_criteria(())) == 0
+    again = tiny_model.generate(CONVERSATIONS[:1], max_new_tokens=12, stop=[word])[0]
+    assert again == stopped and tiny_model._stop_criteria([word]) is criteria
     assert cut_at_stop("a\n\nb", ["\n\n"]) == "a" and cut_at_stop("abc", []) == "abc"
 
 

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Issue 18's GPU measurements in one call of a lent machine (about 9 minutes), after
+# Issue 18's GPU measurements in one call of a lent machine (about 8 minutes), after
 # `bash benchmarks/gpu/prepare.sh` here:
 #   run(command="bash benchmarks/gpu/check.sh", carry=[".whl", ".bench"], timeout_s=600)
-# Random weights of SmolLM2-135M's shapes (the same kernels; no weights to carry). Writes under
-# $OUT: machine.txt, train.json/.log (leap's engine, 16 rows per step: one row per micro-batch,
-# the step's rows padded into one micro-batch or concatenated into one sequence, with and without
-# compiled layers; each engine's figures are saved as it ends), profile-leap-batched.txt (the
-# PyTorch profiler's top operators of two such steps, one micro-batch of 16 rows), rollout.json/.log (100 household
-# episodes of horizon 20: the growing cache without prefix reuse, the fastest there so far,
-# against the static, compiled one, and against transformers' concatenating growing cache).
-# On a CPU, `DEVICE=cpu SIZE=tiny bash benchmarks/gpu/check.sh` runs the same steps in seconds.
+# Random weights of SmolLM2-135M's shapes (the same kernels; no weights to carry). What it asks
+# follows from the H200 run of 2026-11-28 (docs/results/speed/gpu-h200-2026-11-28/): 16 packed
+# rows per micro-batch in fp32 was the fastest training step there (GPU-bound, fp32 matrix
+# multiplies half of it), bf16 autocast was 1.9x slower, and 100 household episodes took 77 s.
+# Writes under $OUT (8 files, the most a call brings back):
+#   machine.txt;
+#   train.json/.log: leap-batched (16 rows per micro-batch) in fp32 (train.bf16 auto on CUDA), in
+#     bf16 autocast and in fp32 with TF32 matrix multiplies;
+#   profile-leap-batched-fp32.txt, profile-leap-batched-bf16.txt: the PyTorch profiler's top
+#     operators (host and device) of two such steps each: what grows under autocast;
+#   rollout.json/.log: 100 household episodes of horizon 20, the growing cache without prefix
+#     reuse (configs/household-gpu.yaml's) and with it (the default);
+#   profile-rollout-lockstep-nocache.txt: 100 episodes of horizon 2 under the PyTorch profiler and
+#     cProfile: where a decoding step's time goes (the device's kernels or the host's Python).
+# On a CPU, `DEVICE=cpu SIZE=tiny bash benchmarks/gpu/check.sh` runs the same steps in a minute.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/leap-gpu-check}; mkdir -p "$OUT"
@@ -25,35 +32,47 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OF
 # a fresh machine's home holds no converted models; nothing there needs them
 [ "$DEVICE" = cuda ] && export LEAP_CACHE=${LEAP_CACHE:-/tmp/leap-cache}
 if [ "$SIZE" = tiny ]; then
-  model=(--model tiny-random); train=(--steps 2 --episodes 4); roll=(--episodes 3 --horizon 2)
-  profile=(--episodes 4); limit=(timeout 300); short=(timeout 300)
+  model=(--model tiny-random); rows=(--episodes 4 --batch-size 4); steps=2; roll=(--episodes 3 --horizon 2)
+  engines=leap-batched,leap-batched-bf16; probe=(--episodes 3 --horizon 1)
+  train_limit=(timeout 300); profile_limit=(timeout 300); roll_limit=(timeout 300)
 else
-  model=(--model .bench/smollm2-shape --random-weights); train=(--steps 8 --episodes 60 --batch-size 16)
-  roll=(--episodes 100 --horizon 20); profile=(--episodes 60 --batch-size 16)
-  limit=(timeout 230); short=(timeout 75)
+  model=(--model .bench/smollm2-shape --random-weights); rows=(--episodes 60 --batch-size 16); steps=8
+  roll=(--episodes 100 --horizon 20); engines=leap-batched,leap-batched-bf16,leap-batched-tf32
+  probe=(--episodes 100 --horizon 2)
+  train_limit=(timeout 180); profile_limit=(timeout 70); roll_limit=(timeout 190)
 fi
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+  uname -r
   python3 -c "import torch, transformers, peft, trl, datasets; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__)"
 } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
+clean() { grep -v "it/s\]\|s/it\]\|it\]$" "$1" | tail -"$2"; }
 
 start=$(date +%s)
-"${limit[@]}" python3 benchmarks/train_throughput.py "${model[@]}" --device "$DEVICE" "${train[@]}" \
-  --engines leap,leap-batched,leap-batched-compile,leap-concat,leap-compile --json "$OUT/train.json" > "$OUT/train.log" 2>&1
+"${train_limit[@]}" python3 benchmarks/train_throughput.py "${model[@]}" --device "$DEVICE" "${rows[@]}" \
+  --steps "$steps" --engines "$engines" --json "$OUT/train.json" > "$OUT/train.log" 2>&1
 echo "train: exit $? after $(( $(date +%s) - start )) s"
-grep -v "it/s\]\|s/it\]\|it\]$" "$OUT/train.log" | tail -14
+clean "$OUT/train.log" 10
 
-# where a step's time goes: profiler steps 3 and 4 (the schedule waits one step, warms up one)
-start=$(date +%s)
-"${short[@]}" python3 benchmarks/train_throughput.py "${model[@]}" --device "$DEVICE" "${profile[@]}" \
-  --steps 4 --engines leap-batched --profile "$OUT" > "$OUT/profile.log" 2>&1
-echo "profile: exit $? after $(( $(date +%s) - start )) s"
-head -c 1500 "$OUT/profile-leap-batched.txt" 2>/dev/null || tail -5 "$OUT/profile.log"
+# the profiler records steps 3 and 4 (its schedule waits one step and warms up one)
+for engine in leap-batched-fp32 leap-batched-bf16; do
+  start=$(date +%s)
+  "${profile_limit[@]}" python3 benchmarks/train_throughput.py "${model[@]}" --device "$DEVICE" "${rows[@]}" \
+    --steps 4 --engines "$engine" --profile "$OUT" >> "$OUT/train.log" 2>&1
+  echo "profile $engine: exit $? after $(( $(date +%s) - start )) s"
+  head -c 1200 "$OUT/profile-$engine.txt" 2>/dev/null
+done
 
 start=$(date +%s)
-"${limit[@]}" python3 benchmarks/rollout_throughput.py "${model[@]}" --device "$DEVICE" "${roll[@]}" \
-  --modes lockstep-nocache,lockstep-static,lockstep-nocache-concat --json "$OUT/rollout.json" > "$OUT/rollout.log" 2>&1
+"${roll_limit[@]}" python3 benchmarks/rollout_throughput.py "${model[@]}" --device "$DEVICE" "${roll[@]}" \
+  --modes lockstep-nocache,lockstep --json "$OUT/rollout.json" > "$OUT/rollout.log" 2>&1
 echo "rollout: exit $? after $(( $(date +%s) - start )) s"
-tail -12 "$OUT/rollout.log"
+clean "$OUT/rollout.log" 8
+
+start=$(date +%s)
+"${profile_limit[@]}" python3 benchmarks/rollout_throughput.py "${model[@]}" --device "$DEVICE" "${probe[@]}" \
+  --modes lockstep-nocache --profile "$OUT" >> "$OUT/rollout.log" 2>&1
+echo "rollout profile: exit $? after $(( $(date +%s) - start )) s"
+grep -m1 -A 14 "cumulative" "$OUT/profile-rollout-lockstep-nocache.txt" 2>/dev/null | cut -c1-160

@@ -141,7 +141,7 @@ def _micro_batch_size(settings: TrainSettings, device: str) -> int:
 
 def _use_bf16(settings: TrainSettings, device: str) -> bool:
     """Whether the trainer computes in bf16 autocast; for ``bf16: auto`` whichever was measured
-    faster (README, Speed): bf16 on a CPU with bf16 instructions (the leap engine 1.35x faster
+    faster (README, Speed): bf16 on a CPU with bf16 instructions (the leap engine 1.43x faster
     than in fp32 on 2 AVX512-BF16 cores) and on CUDA, except the leap engine's SFT on CUDA, which
     stays in fp32 (bf16 autocast measured 1.9x slower on an H200: 16 packed rows per
     micro-batch, 1.13 against 0.60 s per step; not yet understood)."""
