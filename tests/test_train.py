@@ -191,12 +191,15 @@ def test_bf16_auto_takes_what_was_measured_faster(monkeypatch) -> None:
 def test_micro_batches_auto_batch_the_step_on_a_gpu_only() -> None:
     from leap.train import GPU_MICRO_BATCH_ROWS, _micro_batch_size
 
-    def rows(device: str, **settings) -> int:
-        return _micro_batch_size(TrainSettings(**settings), device)
+    def rows(device: str, gpu_memory: float = 141e9, **settings) -> int:
+        return _micro_batch_size(TrainSettings(**settings), device, gpu_memory)
 
     assert rows("cpu") == 1 and rows("cpu", batch_size=16) == 1
     assert rows("cuda", batch_size=4) == 4 and rows("cuda:0", batch_size=1) == 1
     assert GPU_MICRO_BATCH_ROWS == 16
     assert rows("cuda", batch_size=64) == 16 and rows("cuda", batch_size=24) == 12
     assert rows("cuda", batch_size=17) == 1  # a prime above the cap: one row at a time
+    # a smaller GPU holds fewer rows: 24 GB at most 5, so 4 of a step of 16
+    assert rows("cuda", 24e9, batch_size=16) == 4 and rows("cuda", 80e9, batch_size=16) == 16
+    assert rows("cuda", 4e9, batch_size=16) == 1
     assert rows("cuda", batch_size=8, micro_batch_size=2) == 2  # an explicit choice holds

@@ -64,7 +64,7 @@ class TrainSettings(StrictModel):
     #: tree mask (a divisor of ``batch_size``); 1 trains one row at a time (least padding, the
     #: fastest on CPU); more rows mean fewer, larger kernel launches (5.2x faster with 16 rows on
     #: an H200). "auto", the default: 1 on CPU, on CUDA the step's rows up to
-    #: :data:`GPU_MICRO_BATCH_ROWS`
+    #: :data:`GPU_MICRO_BATCH_ROWS` and to what the GPU's memory holds
     micro_batch_size: int | Literal["auto"] = "auto"
     #: compile every decoder layer with torch.compile (regional compilation: one layer's code,
     #: compiled once, serves all of them); the first steps pay for compiling, later steps run
@@ -102,6 +102,9 @@ class TrainSettings(StrictModel):
 #: rows): on an H200, 16 rows per micro-batch trained 5.2x faster than one (0.55 against 2.87 s
 #: per step of 16 rows), 32 no faster per token than 16, and 64 ran out of its 139 GB (fp32)
 GPU_MICRO_BATCH_ROWS = 16
+#: GPU memory "auto" allows per row of a micro-batch: a 1,600-token packed row's activations
+#: took about 4.5 GB in training (fp32), so a 24 GB GPU gets at most 5 rows, an 80 GB one 16
+GPU_BYTES_PER_ROW = 4.5e9
 
 #: on CPU, LoRA dropout draws only the positions it drops (``leap.sparse_dropout``: the same
 #: distribution); off only to measure what that saves (benchmarks/train_throughput.py)
@@ -127,15 +130,20 @@ def _checkpointing_argument() -> str:
     return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
 
 
-def _micro_batch_size(settings: TrainSettings, device: str) -> int:
+def _micro_batch_size(settings: TrainSettings, device: str, gpu_memory: float | None = None) -> int:
     """Packed rows per micro-batch: ``micro_batch_size``, or for "auto" one row on CPU (measured
     fastest there) and on CUDA the largest divisor of ``batch_size`` up to
-    :data:`GPU_MICRO_BATCH_ROWS`."""
+    :data:`GPU_MICRO_BATCH_ROWS` and to what the GPU's memory holds (``gpu_memory`` bytes, read
+    from the device where not given) at :data:`GPU_BYTES_PER_ROW`."""
     if settings.micro_batch_size != "auto":
         return settings.micro_batch_size
     if not device.startswith("cuda"):
         return 1
-    most = min(settings.batch_size, GPU_MICRO_BATCH_ROWS)
+    if gpu_memory is None:
+        import torch
+
+        gpu_memory = torch.cuda.get_device_properties(torch.device(device)).total_memory
+    most = min(settings.batch_size, GPU_MICRO_BATCH_ROWS, max(1, int(gpu_memory // GPU_BYTES_PER_ROW)))
     return max(n for n in range(1, most + 1) if settings.batch_size % n == 0)
 
 
