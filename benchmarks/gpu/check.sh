@@ -39,7 +39,7 @@ else
   model=(--model .bench/smollm2-shape --random-weights); rows=(--episodes 60 --batch-size 16); steps=8
   roll=(--episodes 100 --horizon 20); engines=leap-batched,leap-batched-bf16,leap-batched-tf32
   probe=(--episodes 100 --horizon 2)
-  train_limit=(timeout 180); profile_limit=(timeout 70); roll_limit=(timeout 190)
+  train_limit=(timeout 160); profile_limit=(timeout 70); roll_limit=(timeout 210)
 fi
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
