@@ -45,11 +45,12 @@ def data_file(tmp_path_factory):
     return path
 
 
-def _train(tiny_model_path, data_file, tmp_path, name, **settings) -> dict:
+def _train(tiny_model_path, data_file, tmp_path, name, callbacks=None, **settings) -> dict:
     base = dict(lora_r=4, lora_alpha=8, lora_dropout=0.0, learning_rate=1e-3, max_steps=3, batch_size=2)
     base.update(bf16=False, device="cpu", warmup_ratio=0.0)
     out = tmp_path / name
-    return train_adapter(tiny_model_path, data_file, out, TrainSettings(**(base | settings)), seed=0)
+    settings = TrainSettings(**(base | settings))
+    return train_adapter(tiny_model_path, data_file, out, settings, seed=0, callbacks=callbacks)
 
 
 def _losses(metrics: dict) -> list[float]:
@@ -94,11 +95,8 @@ def test_bf16_training_computes_in_bf16_in_both_engines(tiny_model_path, data_fi
     for engine in ("leap", "trl"):
         for bf16 in (True, False):
             seen, spy = _compute_dtypes()
-            base = dict(lora_r=4, lora_alpha=8, lora_dropout=0.0, max_steps=2, batch_size=2)
-            settings = TrainSettings(**base, bf16=bf16, device="cpu", engine=engine)
-            metrics = train_adapter(
-                tiny_model_path, data_file, tmp_path / f"{engine}-{bf16}", settings, callbacks=[spy]
-            )
+            name = f"{engine}-{bf16}"
+            metrics = _train(tiny_model_path, data_file, tmp_path, name, [spy], bf16=bf16, engine=engine)
             assert seen == {torch.bfloat16 if bf16 else torch.float32}, (engine, bf16)
             assert metrics["dtype"] == ("bf16" if bf16 else "fp32")
             losses[engine, bf16] = _losses(metrics)
