@@ -6,6 +6,8 @@ Modes (one run, one model):
                     resuming from the previous step's keys and values (the prefix cache): the
                     engine a run uses
   lockstep-nocache  the same without the prefix cache (every step recomputes its transcript)
+  lockstep-nocache-cudnn   the same with cuDNN's attention kernels allowed where PyTorch tries
+                    them first (H100, H200, B200; leap.models.attention_kernels leaves them out)
   lockstep-static   the same with a preallocated (static) cache: on a GPU transformers compiles
                     the decoding step with CUDA graphs
   sequential        one episode at a time, one model call per step (as the original LEAP code)
@@ -57,17 +59,18 @@ from leap.rollout import run_episodes
 TURNS = PromptSettings(
     style="student", layout="turns", history_steps=20, max_observation_chars=600, list_actions=False
 )
-#: mode -> (episodes in lockstep, the model's cache: leap.models.transformers_backend.CacheMode)
+#: mode -> (episodes in lockstep, the model's options: its cache (CacheMode) and more)
 MODES = {
-    "lockstep": (True, "prefix"),
-    "lockstep-nocache": (True, "dynamic"),
-    "lockstep-static": (True, "static"),
-    "sequential": (False, "prefix"),
-    "lockstep-concat": (True, "prefix"),
-    "lockstep-nocache-concat": (True, "dynamic"),
-    "lockstep-padded": (True, "prefix"),
-    "lockstep-padded-strided": (True, "prefix"),
-    "lockstep-stopstrings": (True, "prefix"),
+    "lockstep": (True, {"cache": "prefix"}),
+    "lockstep-nocache": (True, {"cache": "dynamic"}),
+    "lockstep-nocache-cudnn": (True, {"cache": "dynamic", "cudnn_attention": True}),
+    "lockstep-static": (True, {"cache": "static"}),
+    "sequential": (False, {"cache": "prefix"}),
+    "lockstep-concat": (True, {"cache": "prefix"}),
+    "lockstep-nocache-concat": (True, {"cache": "dynamic"}),
+    "lockstep-padded": (True, {"cache": "prefix"}),
+    "lockstep-padded-strided": (True, {"cache": "prefix"}),
+    "lockstep-stopstrings": (True, {"cache": "prefix"}),
 }
 #: modes that switch one of leap's savings off (a module's flag), to measure what it saves
 ABLATIONS = {
@@ -109,9 +112,9 @@ def main() -> None:
     peak = None
     # modes take turns, round after round: a drift of the machine's speed touches every mode alike
     for mode in [m for _ in range(args.repeats) for m in args.modes.split(",")]:
-        lockstep, cache = MODES[mode]
+        lockstep, options = MODES[mode]
         model = TransformersChatModel(
-            model_dir, device=args.device, dtype=args.dtype, batch_size=args.episodes, cache=cache
+            model_dir, device=args.device, dtype=args.dtype, batch_size=args.episodes, **options
         )
         if peak is None:
             peak = matmul_peak(model.device, model.dtype)

@@ -23,6 +23,9 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
   leap-fp32, leap-bf16, leap-batched-fp32, leap-batched-bf16   leap and leap-batched in fp32 or in
             bf16 autocast (the others take train.bf16's default, auto: see leap.train._use_bf16)
   leap-batched-tf32     leap-batched in fp32 with TF32 matrix multiplies (CUDA only; TRL's tf32)
+  leap-batched-bf16-cudnn   leap-batched-bf16 with cuDNN's attention kernels allowed where
+            PyTorch tries them first (H100, H200, B200; leap.models.attention_kernels leaves
+            them out)
   dpo       TRL's DPO on preference pairs built from the same episodes
 
 Tokens/s are steady-state (after the first, compiling step). Model FLOPs per token count the
@@ -86,6 +89,12 @@ ENGINES = {
     "leap-bf16": {"engine": "leap", "bf16": True},
     "leap-batched-fp32": {"engine": "leap", "micro_batch_size": "step", "bf16": False},
     "leap-batched-bf16": {"engine": "leap", "micro_batch_size": "step", "bf16": True},
+    "leap-batched-bf16-cudnn": {
+        "engine": "leap",
+        "micro_batch_size": "step",
+        "bf16": True,
+        "cudnn_attention": True,
+    },
     "leap-batched-tf32": {
         "engine": "leap",
         "micro_batch_size": "step",

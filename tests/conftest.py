@@ -25,3 +25,51 @@ def household() -> HouseholdEnv:
     env = make_env("household")
     assert isinstance(env, HouseholdEnv)
     return env
+
+
+class AttentionSpy:
+    """Records the blocks of ``leap.models.attention_kernels.attention_kernels`` entered (device,
+    cudnn) and the scaled-dot-product attention calls made outside every such block."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[str, bool]] = []
+        self.inside = 0
+        self.calls_outside = 0
+        self.calls_inside = 0
+
+
+@pytest.fixture
+def attention_spy(monkeypatch) -> AttentionSpy:
+    """Spy on leap's attention-kernel blocks and on every attention call (CPU-runnable: the
+    blocks' effect on a GPU is checked by tests of ``attention_kernels`` itself)."""
+    import contextlib
+
+    import torch
+
+    from leap.models import attention_kernels as module
+    from leap.models import transformers_backend
+
+    spy = AttentionSpy()
+    real_block, real_sdpa = module.attention_kernels, torch.nn.functional.scaled_dot_product_attention
+
+    @contextlib.contextmanager
+    def block(device: str, cudnn: bool):
+        spy.blocks.append((device, cudnn))
+        spy.inside += 1
+        try:
+            with real_block(device, cudnn):
+                yield
+        finally:
+            spy.inside -= 1
+
+    def sdpa(*args, **kwargs):
+        if spy.inside:
+            spy.calls_inside += 1
+        else:
+            spy.calls_outside += 1
+        return real_sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(module, "attention_kernels", block)
+    monkeypatch.setattr(transformers_backend, "attention_kernels", block)
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", sdpa)
+    return spy

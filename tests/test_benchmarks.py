@@ -67,7 +67,7 @@ def test_rollout_throughput_reports_steps_tokens_and_agreement(tmp_path) -> None
         tmp_path,
         *("--episodes", "3", "--horizon", "2", "--dtype", "float32"),
         "--modes",
-        "lockstep,lockstep-nocache,lockstep-static,lockstep-concat,lockstep-padded",
+        "lockstep,lockstep-nocache,lockstep-static,lockstep-concat,lockstep-padded,lockstep-nocache-cudnn",
         *("--repeats", "2"),
     )
     results = report["results"]
@@ -75,7 +75,29 @@ def test_rollout_throughput_reports_steps_tokens_and_agreement(tmp_path) -> None
         assert m["episodes"] == 3 and 0 < m["env_steps"] <= 6 and len(m["runs"]) == 2
         assert m["generated_per_second"] > 0 and 0 < m["mfu"] < 1
     # neither the prefix cache, nor a static cache, nor transformers' concatenating cache, nor one
-    # padded prefill changes a greedy reply in fp32; the prefix cache computes fewer tokens
+    # padded prefill, nor the attention kernels' choice changes a greedy reply in fp32; the prefix
+    # cache computes fewer tokens
+    assert results["lockstep-nocache-cudnn"]["same_replies"] == results["lockstep"]["env_steps"]
     for mode in ("lockstep-nocache", "lockstep-static", "lockstep-concat", "lockstep-padded"):
         assert results[mode]["same_replies"] == results["lockstep"]["env_steps"]
     assert results["lockstep"]["computed_tokens"] < results["lockstep-nocache"]["computed_tokens"]
+
+
+def test_attention_kernels_times_each_choice_on_both_workloads(tmp_path) -> None:
+    out = tmp_path / "kernels.json"
+    args = ("--rows", "4", "--train-rows", "2", "--train-length", "32", "--calls", "2")
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "attention_kernels.py"), *args, "--json", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"decode", "train"}
+    for rows in results.values():
+        assert set(rows) == {"torch", "leap", "cudnn", "efficient", "flash", "math"}
+        # on a CPU: PyTorch's choice and leap's are its flash kernel; the GPU kernels cannot run
+        assert rows["torch"]["kernel"] == rows["leap"]["kernel"] == "flash"
+        assert rows["math"]["kernel"] == "math" and rows["math"]["new_shape_ms"] > 0
+        assert "error" in rows["cudnn"] and "error" in rows["efficient"]
+        assert rows["torch"]["same_shape_ms"] > 0

@@ -35,6 +35,47 @@ def test_sampling_is_seeded(tiny_model) -> None:
     assert [g.text for g in a] != [g.text for g in c]
 
 
+def test_attention_leaves_cudnn_out_on_a_gpu_unless_asked() -> None:
+    """The kernel switches are process-wide flags, set and restored without a GPU."""
+    from leap.models.attention_kernels import attention_kernels, attention_label
+
+    cuda = torch.backends.cuda
+
+    def switches() -> tuple[bool, ...]:
+        return (
+            cuda.cudnn_sdp_enabled(),
+            cuda.flash_sdp_enabled(),
+            cuda.mem_efficient_sdp_enabled(),
+            cuda.math_sdp_enabled(),
+        )
+
+    before = switches()
+    assert before[0], "PyTorch allows cuDNN attention by default"
+    with attention_kernels("cuda:1", cudnn=False):
+        assert switches() == (False, True, True, True)
+    assert switches() == before
+    for device, cudnn in (("cuda", True), ("cpu", False)):
+        with attention_kernels(device, cudnn):
+            assert switches() == before
+    assert attention_label("sdpa", "cuda", False) == "sdpa without cuDNN"
+    assert attention_label("sdpa", "cuda", True) == attention_label("sdpa", "cpu", False) == "sdpa"
+    assert attention_label("flex_attention", "cuda", False) == "flex_attention"
+
+
+def test_generation_and_scoring_attend_under_the_models_kernel_choice(tiny_model_path, attention_spy) -> None:
+    from leap.agents import StudentSettings
+    from leap.builders import load_student_model
+
+    student = StudentSettings(model=tiny_model_path, device="cpu", dtype="float32", cudnn_attention=True)
+    model = load_student_model(student)
+    assert isinstance(model, TransformersChatModel) and model.cudnn_attention
+    model.generate(CONVERSATIONS[:2], max_new_tokens=3)
+    model.score(CONVERSATIONS[:1], ["Look around."])
+    assert attention_spy.blocks == [("cpu", True)] * 2
+    assert attention_spy.calls_inside > 0 and attention_spy.calls_outside == 0
+    assert TransformersChatModel(tiny_model_path, device="cpu").cudnn_attention is False
+
+
 def test_usage_is_counted(tiny_model_path) -> None:
     model = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu")
     gens = model.generate(CONVERSATIONS[:2], max_new_tokens=5)

@@ -104,6 +104,15 @@ def test_bf16_training_computes_in_bf16_in_both_engines(tiny_model_path, data_fi
     assert losses["leap", True] != pytest.approx(losses["leap", False], rel=1e-6)
 
 
+def test_training_attends_under_the_settings_kernel_choice(
+    tiny_model_path, data_file, tmp_path, attention_spy
+) -> None:
+    metrics = _train(tiny_model_path, data_file, tmp_path, "cudnn", max_steps=1, cudnn_attention=True)
+    assert attention_spy.blocks == [("cpu", True)] and metrics["cudnn_attention"] is True
+    assert attention_spy.calls_inside > 0 and attention_spy.calls_outside == 0
+    assert TrainSettings().cudnn_attention is False
+
+
 def test_flex_attention_needs_a_gpu_to_train(tiny_model_path, data_file, tmp_path) -> None:
     with pytest.raises(ValueError, match="flex attention trains on CUDA only"):
         _train(tiny_model_path, data_file, tmp_path, "flex", attention="flex")

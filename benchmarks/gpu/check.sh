@@ -5,15 +5,20 @@
 # Random weights of SmolLM2-135M's shapes (the same kernels; no weights to carry). What it asks
 # follows from the H200 run of 2026-11-28 (docs/results/speed/gpu-h200-2026-11-28/): 16 packed
 # rows per micro-batch in fp32 was the fastest training step there (GPU-bound, fp32 matrix
-# multiplies half of it), bf16 autocast was 1.9x slower, and 100 household episodes took 77 s.
+# multiplies half of it), bf16 autocast was 1.9x slower, and 100 household episodes in bf16 took
+# 77 s (about 90 ms per decoding step). The suspect for both (leap.models.attention_kernels):
+# PyTorch >= 2.10 tries cuDNN's attention first on an H200 in bf16, and cuDNN builds a plan for
+# every new shape; leap now leaves cuDNN out. This check measures that, with and without cuDNN.
 # Writes under $OUT (8 files, the most a call brings back):
-#   machine.txt;
-#   train.json/.log: leap-batched (16 rows per micro-batch) in fp32 (train.bf16 auto on CUDA), in
-#     bf16 autocast and in fp32 with TF32 matrix multiplies;
-#   profile-leap-batched-fp32.txt, profile-leap-batched-bf16.txt: the PyTorch profiler's top
-#     operators (host and device) of two such steps each: what grows under autocast;
-#   rollout.json/.log: 100 household episodes of horizon 20, the growing cache without prefix
-#     reuse (configs/household-gpu.yaml's) and with it (the default);
+#   machine.txt: the GPU, the versions, cuDNN's version and SDPA's kernel order;
+#   kernels.log: benchmarks/attention_kernels.py, each attention kernel on leap's decoding and
+#     training shapes, a new shape every call and one shape repeated;
+#   train.json/.log: leap-batched (16 rows per micro-batch) in fp32 (train.bf16 auto on CUDA),
+#     in bf16 autocast without cuDNN (leap's default now) and with it (PyTorch's own order);
+#   profile-leap-batched-bf16.txt: the PyTorch profiler's top operators of two bf16 steps
+#     without cuDNN (the fp32 step's profile is in the 2026-11-28 record);
+#   rollout.json/.log: 100 household episodes of horizon 20 without the prefix cache
+#     (configs/household-gpu.yaml's), the same with cuDNN allowed, and with the prefix cache;
 #   profile-rollout-lockstep-nocache.txt: 100 episodes of horizon 2 under the PyTorch profiler and
 #     cProfile: where a decoding step's time goes (the device's kernels or the host's Python).
 # On a CPU, `DEVICE=cpu SIZE=tiny bash benchmarks/gpu/check.sh` runs the same steps in a minute.
@@ -34,21 +39,30 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OF
 if [ "$SIZE" = tiny ]; then
   model=(--model tiny-random); rows=(--episodes 4 --batch-size 4); steps=2; roll=(--episodes 3 --horizon 2)
   engines=leap-batched,leap-batched-bf16; probe=(--episodes 3 --horizon 1)
-  train_limit=(timeout 300); profile_limit=(timeout 300); roll_limit=(timeout 300)
+  kernels=(--rows 8 --train-rows 2 --train-length 64 --calls 3)
+  kernel_limit=(timeout 120); train_limit=(timeout 300); profile_limit=(timeout 300); roll_limit=(timeout 300)
 else
   model=(--model .bench/smollm2-shape --random-weights); rows=(--episodes 60 --batch-size 16); steps=8
-  roll=(--episodes 100 --horizon 20); engines=leap-batched,leap-batched-bf16,leap-batched-tf32
-  probe=(--episodes 100 --horizon 2)
-  train_limit=(timeout 160); profile_limit=(timeout 70); roll_limit=(timeout 210)
+  roll=(--episodes 100 --horizon 20); engines=leap-batched,leap-batched-bf16,leap-batched-bf16-cudnn
+  probe=(--episodes 100 --horizon 2); kernels=(--calls 20)
+  kernel_limit=(timeout 60); train_limit=(timeout 150); profile_limit=(timeout 70); roll_limit=(timeout 210)
 fi
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   uname -r
   python3 -c "import torch, transformers, peft, trl, datasets; print('torch', torch.__version__, \
-'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__)"
+'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__); \
+x = torch.ones(1, 1, 8, 64, device='$DEVICE', dtype=torch.bfloat16); torch.nn.functional.scaled_dot_product_attention(x, x, x); \
+print('cuDNN', torch.backends.cudnn.version(), 'SDPA kernel order', torch._C._get_sdp_priority_order(), \
+'(0 math, 1 flash, 2 efficient, 3 cudnn; set at the first call)')"
 } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 clean() { grep -v "it/s\]\|s/it\]\|it\]$" "$1" | tail -"$2"; }
+
+start=$(date +%s)
+"${kernel_limit[@]}" python3 benchmarks/attention_kernels.py --device "$DEVICE" "${kernels[@]}" > "$OUT/kernels.log" 2>&1
+echo "kernels: exit $? after $(( $(date +%s) - start )) s"
+grep -v "^decode \|^train " "$OUT/kernels.log" | tail -16
 
 start=$(date +%s)
 "${train_limit[@]}" python3 benchmarks/train_throughput.py "${model[@]}" --device "$DEVICE" "${rows[@]}" \
@@ -57,7 +71,7 @@ echo "train: exit $? after $(( $(date +%s) - start )) s"
 clean "$OUT/train.log" 10
 
 # the profiler records steps 3 and 4 (its schedule waits one step and warms up one)
-for engine in leap-batched-fp32 leap-batched-bf16; do
+for engine in leap-batched-bf16; do
   start=$(date +%s)
   "${profile_limit[@]}" python3 benchmarks/train_throughput.py "${model[@]}" --device "$DEVICE" "${rows[@]}" \
     --steps 4 --engines "$engine" --profile "$OUT" >> "$OUT/train.log" 2>&1
@@ -67,7 +81,7 @@ done
 
 start=$(date +%s)
 "${roll_limit[@]}" python3 benchmarks/rollout_throughput.py "${model[@]}" --device "$DEVICE" "${roll[@]}" \
-  --modes lockstep-nocache,lockstep --json "$OUT/rollout.json" > "$OUT/rollout.log" 2>&1
+  --modes lockstep-nocache,lockstep-nocache-cudnn,lockstep --json "$OUT/rollout.json" > "$OUT/rollout.log" 2>&1
 echo "rollout: exit $? after $(( $(date +%s) - start )) s"
 clean "$OUT/rollout.log" 8
 

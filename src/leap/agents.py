@@ -113,6 +113,10 @@ class StudentSettings(StrictModel):
     #: computes its whole prompt; "static": a preallocated cache, with which transformers compiles
     #: the decoding step on a GPU (README, Speed)
     cache: Literal["prefix", "dynamic", "static"] = "prefix"
+    #: local models on a GPU: let attention use cuDNN's fused kernels where PyTorch tries them
+    #: first (H100, H200, B200 with CUDA 13 wheels); off: flash, memory-efficient and math only
+    #: (``leap.models.attention_kernels``)
+    cudnn_attention: bool = False
     #: openai:MODEL: the server's URL and the variable holding its API key
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 def load_model(spec: str, local: dict[str, Any], server: dict[str, Any]) -> ChatModel:
     """The model ``spec`` with the ``server`` options for ``openai:MODEL``, else the ``local``
-    ones (device, dtype, batch size)."""
+    ones (device, dtype, batch size, ...)."""
     return load_chat_model(spec, **(server if spec.startswith("openai:") else local))
 
 
@@ -39,7 +39,13 @@ def load_student_model(student: StudentSettings, spec: str | None = None) -> Cha
     s = student
     return load_model(
         spec or s.model,
-        {"device": s.device, "dtype": s.dtype, "batch_size": s.batch_size, "cache": s.cache},
+        {
+            "device": s.device,
+            "dtype": s.dtype,
+            "batch_size": s.batch_size,
+            "cache": s.cache,
+            "cudnn_attention": s.cudnn_attention,
+        },
         {"base_url": s.base_url, "api_key_env": s.api_key_env, "max_concurrency": s.batch_size},
     )
 
@@ -153,7 +159,7 @@ class RunParts:
                 raise ValueError("teacher.model must name a model for an llm teacher or LLM-labelled reasons")
             model = load_model(
                 t.model,
-                {"device": s.device, "dtype": s.dtype},
+                {"device": s.device, "dtype": s.dtype, "cudnn_attention": s.cudnn_attention},
                 {
                     "base_url": t.base_url,
                     "api_key_env": t.api_key_env,

@@ -204,7 +204,14 @@ class RunConfig(StrictModel):
 
 #: settings that change how fast a run computes, not what (a run begun on a CPU may go on on a
 #: GPU with its fast paths); runs whose configs differ only in them train the same models
-SPEED_SETTINGS = ("student.cache", "train.compile", "train.concatenate_rows", "train.micro_batch_size")
+SPEED_SETTINGS = (
+    "student.cache",
+    "student.cudnn_attention",
+    "train.compile",
+    "train.concatenate_rows",
+    "train.cudnn_attention",
+    "train.micro_batch_size",
+)
 
 #: config keys (dotted prefixes) that may change when a run resumes
 RESUMABLE_CHANGES = (

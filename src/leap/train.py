@@ -70,6 +70,10 @@ class TrainSettings(StrictModel):
     #: compiled once, serves all of them); the first steps pay for compiling, later steps run
     #: fused kernels (README, Speed)
     compile: bool = False
+    #: on a GPU: let attention use cuDNN's fused kernels where PyTorch tries them first (H100,
+    #: H200, B200 with CUDA 13 wheels); off: flash, memory-efficient and math only
+    #: (``leap.models.attention_kernels``)
+    cudnn_attention: bool = False
     #: further TRL trainer arguments, passed as they are
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -331,6 +335,7 @@ def train_adapter(
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM
 
+    from leap.models.attention_kernels import attention_kernels, attention_label
     from leap.models.transformers_backend import load_tokenizer, resolve_device
 
     device = resolve_device(settings.device)
@@ -424,7 +429,8 @@ def train_adapter(
         from leap.sparse_dropout import sparsify_lora_dropout
 
         sparse_dropout = sparsify_lora_dropout(trainer.model) > 0
-    result = trainer.train()
+    with attention_kernels(device, settings.cudnn_attention):
+        result = trainer.train()
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     trainer.model.save_pretrained(staging)
@@ -438,11 +444,12 @@ def train_adapter(
         "train_runtime_s": result.metrics.get("train_runtime"),
         "device": device,
         "dtype": "bf16" if common["bf16"] else "fp32",
-        "attention": attention,
+        "attention": attention_label(attention, device, settings.cudnn_attention),
         "engine": settings.engine,
         "concatenate_rows": not separate and packed,
         "micro_batch_size": rows_per_micro_batch,
         "compile": settings.compile,
+        "cudnn_attention": settings.cudnn_attention,
         "lora_dropout": "sparse" if sparse_dropout else ("torch" if settings.lora_dropout else "none"),
         **throughput.summary(),
         "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in history],

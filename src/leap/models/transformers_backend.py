@@ -21,6 +21,7 @@ from transformers import (
 )
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
+from leap.models.attention_kernels import attention_kernels, attention_label
 from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation, cut_at_stop
 from leap.models.choice_decoding import ChoiceLogitsProcessor
 from leap.models.grouped_prefill import plan_groups, prefill_in_groups
@@ -128,6 +129,8 @@ class TransformersChatModel(ChatModel):
             prefix caching off.
         cache: how generation keeps keys and values (:data:`CacheMode`); only "prefix" uses
             ``prefix_cache_mb``.
+        cudnn_attention: let attention use cuDNN's kernels on GPUs where PyTorch tries them first
+            (``leap.models.attention_kernels``); off by default.
     """
 
     def __init__(
@@ -140,12 +143,14 @@ class TransformersChatModel(ChatModel):
         batch_size: int = 32,
         prefix_cache_mb: int = 1024,
         cache: CacheMode = "prefix",
+        cudnn_attention: bool = False,
         name: str | None = None,
     ) -> None:
         super().__init__()
         if cache not in CACHE_MODES:
             raise ValueError(f"unknown cache {cache!r}; use {', '.join(CACHE_MODES)}")
         self.cache = cache
+        self.cudnn_attention = cudnn_attention
         #: the static cache's length so far: it only grows, so shapes repeat across calls
         self._static_length = 0
         self.path = str(path)
@@ -195,7 +200,8 @@ class TransformersChatModel(ChatModel):
 
     def describe(self) -> str:
         dtype = str(self.dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float32", "fp32")
-        attention = getattr(self.model.config, "_attn_implementation", None) or "eager"
+        implementation = getattr(self.model.config, "_attn_implementation", None) or "eager"
+        attention = attention_label(implementation, self.device, self.cudnn_attention)
         return f"{self.device} · {dtype} · {attention} · {self.cache} cache"
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -244,13 +250,14 @@ class TransformersChatModel(ChatModel):
         results: list[Generation | None] = [None] * len(encoded)
         for batch in self._batches(range(len(encoded)), fresh):
             rules = [constraints[i] for i in batch] if constraints else []
-            new_tokens = self._generate_batch(
-                [encoded[i] for i in batch],
-                [reuse[i] for i in batch],
-                config,
-                rules if any(rules) else None,
-                self._stop_criteria(stop),
-            )
+            with attention_kernels(self.device, self.cudnn_attention):
+                new_tokens = self._generate_batch(
+                    [encoded[i] for i in batch],
+                    [reuse[i] for i in batch],
+                    config,
+                    rules if any(rules) else None,
+                    self._stop_criteria(stop),
+                )
             for row, i in enumerate(batch):
                 tokens = new_tokens[row]
                 n_new = int((tokens != self.tokenizer.pad_token_id).sum())
@@ -377,7 +384,8 @@ class TransformersChatModel(ChatModel):
             pad = self.tokenizer.pad_token_id
             ids = torch.tensor([pairs[i][0] + [pad] * (width - len(pairs[i][0])) for i in batch])
             mask = torch.tensor([[1] * len(pairs[i][0]) + [0] * (width - len(pairs[i][0])) for i in batch])
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            with attention_kernels(self.device, self.cudnn_attention):
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             for row, i in enumerate(batch):
                 full_ids, start = pairs[i]
