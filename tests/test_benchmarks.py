@@ -101,3 +101,9 @@ def test_attention_kernels_times_each_choice_on_both_workloads(tmp_path) -> None
         assert rows["math"]["kernel"] == "math" and rows["math"]["new_shape_ms"] > 0
         assert "error" in rows["cudnn"] and "error" in rows["efficient"]
         assert rows["torch"]["same_shape_ms"] > 0
+
+
+def test_choice_masking_compares_the_batched_mask_with_row_by_row(tmp_path) -> None:
+    report = _run("choice_masking", tmp_path, "--rows", "8", "--calls", "2")
+    assert report["same_scores"] and report["allowed_per_row"] > 1
+    assert report["speedup"] > 0 and all(ms > 0 for ms in report["ms_per_call"].values())

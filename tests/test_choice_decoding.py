@@ -68,6 +68,43 @@ def test_processor_follows_the_marker_then_the_trie(tiny_model) -> None:
     assert len(_allowed(make(), "REASON: I look.\nACTION: dance", vocab)) == vocab
 
 
+def test_a_batch_masks_each_row_as_alone(tiny_model) -> None:
+    """Rows in every state at one decoding step (free, after the marker, inside and at the end of a
+    choice, released, finished, without a constraint) are masked as each alone would be."""
+    tokenizer = tiny_model.tokenizer
+    eos = tokenizer.eos_token_id
+    tails = [
+        " I look",
+        " I look.\nACTION:",
+        " I look.\nACTION: go to cabinet 1",
+        " I look.\nACTION: open cabinet 1",
+        " I look.\nACTION: dance",
+        " I look.\nACTION:",
+        " I look.\nACTION: open cabinet 1",
+    ]
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    width = max(len(encode("REASON:" + t)) for t in tails) + 1
+    rows = []
+    for tail in tails:  # filler words bring every row to the same generated length
+        n = width - len(encode("REASON:" + tail))
+        rows.append(encode("REASON:" + " x" * n + tail))
+    rows[-1] = [*rows[-1][1:], eos]  # finished at the step before
+    assert len({len(r) for r in rows}) == 1
+    constraint = ChoiceConstraint("ACTION:", CHOICES)
+    constraints = [constraint] * 5 + [None, constraint]
+    ids = torch.tensor([[7, 8, 9, *r] for r in rows])
+    scores = torch.randn(len(rows), len(tokenizer))
+    batched = ChoiceLogitsProcessor(tokenizer, 3, constraints, eos)(ids, scores.clone())
+    for row, rule in enumerate(constraints):
+        alone = ChoiceLogitsProcessor(tokenizer, 3, [rule], eos)(
+            ids[row : row + 1], scores[row : row + 1].clone()
+        )
+        assert torch.equal(batched[row], alone[0]), row
+    kept = [int(torch.isfinite(batched[row]).sum()) for row in range(len(rows))]
+    assert kept == [len(tokenizer), 3, 2, 1, len(tokenizer), len(tokenizer), len(tokenizer)]
+    assert torch.equal(batched[kept.index(1)].isfinite().nonzero().flatten(), torch.tensor([eos]))
+
+
 def test_policy_passes_candidates_only_for_closed_action_spaces(tiny_model) -> None:
     closed = AgentView("e", "t", "obs", ActionSpace(choices=CHOICES))
     open_ = AgentView("e", "t", "obs", ActionSpace(choices=("submit",), free_form=FreeFormRule(".+", "any")))

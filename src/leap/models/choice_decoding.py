@@ -80,15 +80,25 @@ class ChoiceLogitsProcessor(LogitsProcessor):
         return allowed
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        generated = input_ids[:, self.prompt_length :].tolist()
-        for row, tokens in enumerate(generated):
-            if tokens and tokens[-1] == self.eos_token_id:
+        # the constrained rows and their allowed (row, token) pairs go to the device in one copy,
+        # and four operations mask the whole batch: per row it was a copy (a synchronisation on a
+        # GPU) and four operations at every decoding step
+        constrained: list[int] = []
+        rows: list[int] = []
+        tokens: list[int] = []
+        for row, generated in enumerate(input_ids[:, self.prompt_length :].tolist()):
+            if generated and generated[-1] == self.eos_token_id:
                 continue  # finished; generate pads this row from now on
-            allowed = self._allowed(row, tokens)
-            if allowed is None:
-                continue
-            keep = torch.tensor(allowed, device=scores.device)
-            masked = torch.full_like(scores[row], float("-inf"))
-            masked[keep] = scores[row, keep]
-            scores[row] = masked
+            allowed = self._allowed(row, generated)
+            if allowed is not None:
+                constrained.append(row)
+                rows += [row] * len(allowed)
+                tokens += allowed
+        if not constrained:
+            return scores
+        index = torch.tensor(constrained + rows + tokens, device=scores.device)
+        which, pairs = index[: len(constrained)], index[len(constrained) :].view(2, -1)
+        kept = scores[pairs[0], pairs[1]]
+        scores.index_fill_(0, which, float("-inf"))
+        scores[pairs[0], pairs[1]] = kept
         return scores
