@@ -103,7 +103,8 @@ def test_attention_kernels_times_each_choice_on_both_workloads(tmp_path) -> None
         assert rows["torch"]["same_shape_ms"] > 0
 
 
-def test_choice_masking_compares_the_batched_mask_with_row_by_row(tmp_path) -> None:
-    report = _run("choice_masking", tmp_path, "--rows", "8", "--calls", "2")
-    assert report["same_scores"] and report["allowed_per_row"] > 1
-    assert report["speedup"] > 0 and all(ms > 0 for ms in report["ms_per_call"].values())
+def test_choice_decoding_compares_leap_with_its_savings_switched_off(tmp_path) -> None:
+    report = _run("choice_decoding", tmp_path, "--rows", "6", "--rounds", "1")
+    assert report["same_masks"] and report["decoding_steps"] > 10
+    assert set(report["ms_per_agent_step"]) == {"leap", "row-by-row", "whole-search", "per-choice", "before"}
+    assert report["speedup_over_before"]["before"] == 1.0 and report["harness_ms"] > 0

@@ -105,6 +105,47 @@ def test_a_batch_masks_each_row_as_alone(tiny_model) -> None:
     assert torch.equal(batched[kept.index(1)].isfinite().nonzero().flatten(), torch.tensor([eos]))
 
 
+def test_the_marker_search_by_newest_token_finds_what_a_whole_search_finds(tiny_model) -> None:
+    """A row's reply is searched for the marker only when its newest token holds the marker's
+    last character; fed one token at a time, the mask is the same as searching the whole reply at
+    every step, for texts around the marker and for random tokens (partial characters, special
+    tokens) with the marker's tokens among them."""
+    import random
+
+    tokenizer = tiny_model.tokenizer
+    vocab, eos = len(tokenizer), tokenizer.eos_token_id
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    replies = [
+        encode(text)
+        for text in (
+            "REASON: I look.\nACTION: go to cabinet 1",
+            "REASON: café ACTION:open cabinet 1",
+            "ACTION:: take mug 2 from cabinet 1",
+            "REASON: 日本 ACTION : go ACTION: go to cabinet 10",
+            "xACTION:go to cabinet 1",
+        )
+    ]
+    rng = random.Random(0)
+    for _ in range(30):
+        noise = [rng.randrange(vocab) for _ in range(rng.randrange(1, 12))]
+        at = rng.randrange(len(noise) + 1)
+        replies.append(noise[:at] + encode(rng.choice(["ACTION:", " ACTION:", "\nACTION:"])) + noise[at:])
+    constraint = ChoiceConstraint("ACTION:", CHOICES)
+    scores = torch.randn(1, vocab)
+    found = 0
+    for reply in replies:
+        by_newest = ChoiceLogitsProcessor(tokenizer, 3, [constraint], eos)
+        whole = ChoiceLogitsProcessor(tokenizer, 3, [constraint], eos)
+        whole._may_end_marker = lambda row, tokens, marker: True  # always the whole reply
+        for k in range(len(reply) + 1):
+            ids = torch.tensor([[7, 8, 9, *reply[:k]]])
+            assert torch.equal(by_newest(ids, scores.clone()), whole(ids, scores.clone())), (reply, k)
+        assert by_newest.start == whole.start and by_newest.released == whole.released
+        assert by_newest._pieces  # the newest tokens were looked at alone
+        found += by_newest.start[0] is not None
+    assert found > len(replies) // 2
+
+
 def test_policy_passes_candidates_only_for_closed_action_spaces(tiny_model) -> None:
     closed = AgentView("e", "t", "obs", ActionSpace(choices=CHOICES))
     open_ = AgentView("e", "t", "obs", ActionSpace(choices=("submit",), free_form=FreeFormRule(".+", "any")))

@@ -19,7 +19,8 @@
 #     without cuDNN (the fp32 step's profile is in the 2026-11-28 record);
 #   rollout.json/.log: 100 household episodes of horizon 20 without the prefix cache
 #     (configs/household-gpu.yaml's), the same with cuDNN allowed, and with the prefix cache; and
-#     benchmarks/choice_masking.py (constrained decoding's mask, batched against row by row);
+#     benchmarks/choice_decoding.py (constrained decoding's host cost per agent step, with and
+#     without leap's savings);
 #   profile-rollout-lockstep-nocache.txt: 100 episodes of horizon 2 under the PyTorch profiler and
 #     cProfile: where a decoding step's time goes (the device's kernels or the host's Python).
 # On a CPU, `DEVICE=cpu SIZE=tiny bash benchmarks/gpu/check.sh` runs the same steps in a minute.
@@ -86,7 +87,7 @@ start=$(date +%s)
 echo "rollout: exit $? after $(( $(date +%s) - start )) s"
 clean "$OUT/rollout.log" 8
 
-"${kernel_limit[@]}" python3 benchmarks/choice_masking.py "${model[0]}" "${model[1]}" --device "$DEVICE" --rows 100 \
+"${kernel_limit[@]}" python3 benchmarks/choice_decoding.py "${model[0]}" "${model[1]}" --device "$DEVICE" --rows 100 \
   2>&1 | tee -a "$OUT/rollout.log"
 
 start=$(date +%s)
