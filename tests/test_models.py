@@ -76,6 +76,14 @@ def test_generation_and_scoring_attend_under_the_models_kernel_choice(tiny_model
     assert TransformersChatModel(tiny_model_path, device="cpu").cudnn_attention is False
 
 
+def test_prompts_are_encoded_together_as_alone(tiny_model) -> None:
+    alone = [
+        tiny_model.tokenizer(tiny_model.render(c), add_special_tokens=False)["input_ids"]
+        for c in CONVERSATIONS
+    ]
+    assert tiny_model.encode(CONVERSATIONS) == alone and tiny_model.encode([]) == []
+
+
 def test_usage_is_counted(tiny_model_path) -> None:
     model = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu")
     gens = model.generate(CONVERSATIONS[:2], max_new_tokens=5)

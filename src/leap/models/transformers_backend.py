@@ -210,8 +210,11 @@ class TransformersChatModel(ChatModel):
             conversation, tokenize=False, add_generation_prompt=add_generation_prompt
         )
 
-    def encode(self, conversation: Conversation) -> list[int]:
-        return self.tokenizer(self.render(conversation), add_special_tokens=False)["input_ids"]
+    def encode(self, conversations: Sequence[Conversation]) -> list[list[int]]:
+        """The conversations' prompt tokens, in one tokenizer call: the tokenizer then works on
+        them in parallel, on every core."""
+        texts = [self.render(c) for c in conversations]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
     def _batches(self, items: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
         """Index batches with prompts of similar length together (less padding)."""
@@ -230,7 +233,7 @@ class TransformersChatModel(ChatModel):
         stop: Sequence[str] = (),
         constraints: Sequence[ChoiceConstraint | None] | None = None,
     ) -> list[Generation]:
-        encoded = [self.encode(c) for c in conversations]
+        encoded = self.encode(conversations)
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=temperature > 0,
