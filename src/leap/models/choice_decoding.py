@@ -60,12 +60,12 @@ class ChoiceLogitsProcessor(LogitsProcessor):
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
     def _may_end_marker(self, row: int, tokens: list[int], marker: str) -> bool:
-        """Whether the marker may newly appear with the newest token: when the tokens before it are
-        known to hold no marker, a new one ends in the newest token's text, which then holds the
-        marker's last character. Only for a last character that is ASCII and not a space (decoded
-        alone, a token keeps its ASCII characters but may lose a leading space); otherwise, or
-        when a step was not searched, yes (the whole text is searched: decoding every row's
-        whole reply at every step cost more than the rest of the mask)."""
+        """Whether the marker can have appeared with the newest token. Decoding every row's whole
+        reply at every step cost more than the rest of the mask, so when the tokens before the
+        newest are known to hold no marker, the reply is searched only if the newest token's text
+        holds the marker's last character (a new marker ends there). That needs a last character
+        that is ASCII and not a space: decoded alone, a token keeps its ASCII characters but may
+        lose a leading space. Otherwise True: the whole reply is searched."""
         last = marker[-1:]
         if not (last.isascii() and last.strip()) or self.searched[row] != len(tokens) - 1:
             return True
