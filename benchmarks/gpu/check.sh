@@ -46,8 +46,8 @@ if [ "$SIZE" = tiny ]; then
 else
   model=(--model .bench/smollm2-shape --random-weights); rows=(--episodes 60 --batch-size 16); steps=8
   roll=(--episodes 100 --horizon 20); engines=leap-batched,leap-batched-bf16,leap-batched-bf16-cudnn
-  probe=(--episodes 100 --horizon 2); kernels=(--calls 20)
-  kernel_limit=(timeout 60); train_limit=(timeout 150); profile_limit=(timeout 70); roll_limit=(timeout 210)
+  probe=(--episodes 100 --horizon 2); kernels=(--calls 12)
+  kernel_limit=(timeout 75); train_limit=(timeout 150); profile_limit=(timeout 70); roll_limit=(timeout 210)
 fi
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
