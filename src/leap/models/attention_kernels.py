@@ -15,7 +15,9 @@ decoding step of a 135M model. That cuDNN's per-shape plans are the cause is not
 ``benchmarks/gpu/check.sh`` runs training and rollouts with and without cuDNN.
 
 By default leap leaves cuDNN out for its own model calls (``cudnn_attention: false`` in the
-``student`` and ``train`` sections), which is the order PyTorch used before.
+``student`` and ``train`` sections), which is the order PyTorch used before. (PyTorch's own
+switch, the environment variable ``TORCH_CUDNN_SDPA_DEPRIORITIZED=1`` set before the first
+attention call, moves cuDNN back to the end of its order for the whole process.)
 """
 
 from __future__ import annotations
