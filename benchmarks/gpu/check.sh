@@ -56,7 +56,8 @@ fi
 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__); \
 x = torch.ones(1, 1, 8, 64, device='$DEVICE', dtype=torch.bfloat16); torch.nn.functional.scaled_dot_product_attention(x, x, x); \
 print('cuDNN', torch.backends.cudnn.version(), 'SDPA kernel order', torch._C._get_sdp_priority_order(), \
-'(0 math, 1 flash, 2 efficient, 3 cudnn; set at the first call)')"
+'(0 math, 1 flash, 2 efficient, 3 cudnn; set at the first call)'); \
+import transformers.integrations.sdpa_attention as a; print('decoding without copying grouped keys (pack_gqa):', hasattr(a, 'pack_gqa'))"
 } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 clean() { grep -v "it/s\]\|s/it\]\|it\]$" "$1" | tail -"$2"; }
