@@ -20,6 +20,8 @@ Modes (one run, one model):
                     (before transformers_backend.CONTIGUOUS_HEAD)
   lockstep-stopstrings   lockstep with the stop strings' criteria built anew at every generate
                     call, as transformers does (before transformers_backend.REUSE_STOP_CRITERIA)
+  lockstep-scan     lockstep with the prefix cache comparing each request with every entry (before
+                    its block index, leap.models.prefix_cache.INDEXED)
 
 The student is the demo's: the transcript prompt, constrained actions, greedy decoding. Prints
 env-steps/s, generated tokens/s and model FLOPs utilisation (2 x parameters per token computed,
@@ -52,7 +54,7 @@ from rich.table import Table
 
 from leap.agents import LLMPolicy, PromptSettings
 from leap.envs import make_env
-from leap.models import transformers_backend
+from leap.models import prefix_cache, transformers_backend
 from leap.models.transformers_backend import TransformersChatModel
 from leap.rollout import run_episodes
 
@@ -71,6 +73,7 @@ MODES = {
     "lockstep-padded": (True, {"cache": "prefix"}),
     "lockstep-padded-strided": (True, {"cache": "prefix"}),
     "lockstep-stopstrings": (True, {"cache": "prefix"}),
+    "lockstep-scan": (True, {"cache": "prefix"}),
 }
 #: modes that switch one of leap's savings off (a module's flag), to measure what it saves
 ABLATIONS = {
@@ -79,6 +82,7 @@ ABLATIONS = {
     "lockstep-padded": (transformers_backend, "GROUP_PREFILL"),
     "lockstep-padded-strided": (transformers_backend, ("GROUP_PREFILL", "CONTIGUOUS_HEAD")),
     "lockstep-stopstrings": (transformers_backend, "REUSE_STOP_CRITERIA"),
+    "lockstep-scan": (prefix_cache, "INDEXED"),
 }
 
 
