@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from transformers import (
     AutoModelForCausalLM,
@@ -355,16 +356,20 @@ class TransformersChatModel(ChatModel):
         """Store each row's tokens (prompt and reply, up to where the model stopped) with their keys
         and values in the prefix cache."""
         assert self.prefix_cache is not None
-        ends = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
+        ends = [self.tokenizer.pad_token_id, self.tokenizer.eos_token_id]
         states = [(layer.keys, layer.values) for layer in past.layers]
         cached = states[0][0].shape[2]  # the last generated token was never fed back
+        # the batch's tokens and mask on the host in three copies, not a few per row (each a
+        # synchronisation on a GPU)
+        tokens, prompt, generated = (t.cpu().numpy() for t in (sequences, prompt_mask, new_tokens))
+        steps = generated.shape[1]
         for row in range(sequences.shape[0]):
-            generated = new_tokens[row].tolist()
-            length = next((k + 1 for k, t in enumerate(generated) if t in ends), len(generated))
-            replied = torch.arange(len(generated), device=self.device) < length
-            real = torch.cat([prompt_mask[row].bool(), replied])
-            slots = torch.nonzero(real[:cached]).flatten()
-            self.prefix_cache.add(sequences[row, slots].tolist(), row_states(states, row, slots))
+            stops = np.flatnonzero(np.isin(generated[row], ends))
+            length = int(stops[0]) + 1 if len(stops) else steps
+            real = np.concatenate([prompt[row] != 0, np.arange(steps) < length])
+            slots = np.flatnonzero(real[:cached])
+            index = torch.from_numpy(slots).to(self.device)
+            self.prefix_cache.add(tokens[row, slots].tolist(), row_states(states, row, index))
 
     @torch.inference_mode()
     def score(self, conversations: Sequence[Conversation], completions: Sequence[str]) -> list[float]:
