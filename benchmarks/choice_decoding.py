@@ -28,10 +28,12 @@ import random
 import statistics
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
 from _hardware import model_arguments, synchronize
 
+from leap.models import choice_decoding
 from leap.models.base import ChoiceConstraint
 from leap.models.choice_decoding import _END, ChoiceLogitsProcessor, Trie
 from leap.models.registry import resolve_model_path
@@ -69,15 +71,8 @@ def per_choice_trie(tokenizer, choices) -> Trie:
 def processor(way: str, tokenizer, constraints, eos: int) -> ChoiceLogitsProcessor:
     """The processor of one way (see the module's doc)."""
     kind = RowByRow if way in ("row-by-row", "before") else ChoiceLogitsProcessor
-    if way in ("per-choice", "before"):
-        made = kind.__new__(kind)
-        # the same state as __init__ makes, with the tries built the old way
-        kind.__init__(made, tokenizer, 0, [], eos)
-        made.prompt_length, made.constraints = 3, list(constraints)
-        made.tries = [per_choice_trie(tokenizer, c.choices) for c in constraints]
-        made.start, made.released = [None] * len(constraints), [False] * len(constraints)
-        made.searched = [0] * len(constraints)
-    else:
+    tries = per_choice_trie if way in ("per-choice", "before") else choice_decoding.build_trie
+    with patch.object(choice_decoding, "build_trie", tries):  # what the processor builds its tries with
         made = kind(tokenizer, 3, constraints, eos)
     if way in ("whole-search", "before"):
         made._may_end_marker = lambda row, tokens, marker: True
