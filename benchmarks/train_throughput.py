@@ -11,14 +11,17 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
             mask; CUDA only)
   leap-concat   leap with the step's rows in one sequence under sdpa (a dense tree mask): one
             micro-batch per optimizer step
-  leap-batched  leap with all the step's rows in one micro-batch, each padded to the longest
-            with its own tree mask (train.micro_batch_size = --batch-size)
+  leap-batched  leap with all the step's rows in one micro-batch, side by side in lanes as wide
+            as the longest row (train.micro_batch_size = --batch-size; train.lanes)
+  leap-batched-padded   leap-batched with each row padded to the longest instead (lanes off)
   leap-compile  leap with every decoder layer compiled by torch.compile
   leap-concat-compile, leap-batched-compile   with compiled layers
   leap-treemask leap with a dense mask on every row, plain causal rows too (as before the causal
             shortcut of leap.packing.PrefixTreeCollator)
   leap-torchdropout     leap with torch's dropout on CPU, which draws a random number per
             element (before leap.sparse_dropout)
+  leap-castweights      leap in bf16 with the frozen weights kept in fp32, cast by autocast at
+            every use (before leap.train.frozen_weights_to_bf16)
   leap-nodropout        leap without LoRA dropout (a change of recipe: what dropout costs)
   leap-fp32, leap-bf16, leap-batched-fp32, leap-batched-bf16   leap and leap-batched in fp32 or in
             bf16 autocast (the others take train.bf16's default, auto: see leap.train._use_bf16)
@@ -84,6 +87,7 @@ ENGINES = {
     "leap-compile": {"engine": "leap", "compile": True},
     "leap-concat-compile": {"engine": "leap", "concatenate_rows": True, "compile": True},
     "leap-batched": {"engine": "leap", "micro_batch_size": "step"},
+    "leap-batched-padded": {"engine": "leap", "micro_batch_size": "step", "lanes": False},
     "leap-batched-compile": {"engine": "leap", "micro_batch_size": "step", "compile": True},
     "leap-fp32": {"engine": "leap", "bf16": False},
     "leap-bf16": {"engine": "leap", "bf16": True},
@@ -103,6 +107,7 @@ ENGINES = {
     },
     "leap-treemask": {"engine": "leap"},
     "leap-torchdropout": {"engine": "leap"},
+    "leap-castweights": {"engine": "leap"},
     "leap-nodropout": {"engine": "leap", "lora_dropout": 0.0},
     "dpo": {"rule": "dpo"},
 }
@@ -110,6 +115,7 @@ ENGINES = {
 ABLATIONS = {
     "leap-treemask": (PrefixTreeCollator, "causal_shortcut"),
     "leap-torchdropout": (leap.train, "SPARSE_DROPOUT_ON_CPU"),
+    "leap-castweights": (leap.train, "BF16_FROZEN_WEIGHTS"),
 }
 
 
@@ -165,6 +171,39 @@ def pair_tokens(model_dir: str, dpo_file: Path) -> float:
     return 2 * sum(sizes) / max(len(sizes), 1)
 
 
+def padding_shares(model_dir: str, sft_file: Path, rows: int, draws: int = 200) -> dict[str, float]:
+    """The share of computed positions that are padding, and the attention pairs computed per
+    pair a row needs, for micro-batches of ``rows`` packed rows drawn at random (seed 0) from
+    ``sft_file``: each row padded to the longest, or side by side in lanes (``leap.packing``)."""
+    import random
+
+    from datasets import load_dataset
+
+    from leap.models.transformers_backend import load_tokenizer
+    from leap.packing import fill_lanes
+    from leap.train import _packed_sft_dataset
+
+    dataset = load_dataset("json", data_files=str(sft_file), split="train")
+    packed = _packed_sft_dataset(dataset, load_tokenizer(model_dir), 2048)
+    lengths = [len(r["input_ids"]) for r in packed]
+    draw = random.Random(0)
+    real = padded = lanes = pairs = padded_pairs = lane_pairs = 0
+    for _ in range(draws):
+        batch = draw.sample(lengths, min(rows, len(lengths)))
+        width = max(batch)
+        n_lanes = len(fill_lanes(batch, width))
+        real, padded, lanes = real + sum(batch), padded + len(batch) * width, lanes + n_lanes * width
+        pairs += sum(n * n for n in batch)
+        padded_pairs, lane_pairs = padded_pairs + len(batch) * width**2, lane_pairs + n_lanes * width**2
+    return {
+        "rows": rows,
+        "padded_padding_share": 1 - real / padded,
+        "lanes_padding_share": 1 - real / lanes,
+        "padded_attention_per_pair": padded_pairs / pairs,
+        "lanes_attention_per_pair": lane_pairs / pairs,
+    }
+
+
 def profiled_training(folder: str, name: str, train: Callable[..., dict]) -> dict:
     """Run ``train`` with the PyTorch profiler recording optimizer steps 3 and 4 (after the
     compiling first step and a warm-up step); write the operators that took the most host and
@@ -204,6 +243,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", help="write each engine's PyTorch profile (top operators) to this folder"
     )
+    parser.add_argument(
+        "--padding",
+        action="store_true",
+        help="only count the padding of --batch-size rows per micro-batch, padded and in lanes; no training",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -219,6 +263,17 @@ def main() -> None:
     sft_file, dpo_file = household_rows(args.episodes, args.horizon, 3, folder)
     if args.rows:
         sft_file = Path(args.rows)
+    if args.padding:
+        shares = padding_shares(model_dir, sft_file, args.batch_size)
+        print(
+            f"{args.batch_size} rows per micro-batch: padding {100 * shares['padded_padding_share']:.1f} % "
+            f"of computed positions padded to the longest, {100 * shares['lanes_padding_share']:.1f} % in "
+            f"lanes; attention pairs per needed pair {shares['padded_attention_per_pair']:.2f} padded, "
+            f"{shares['lanes_attention_per_pair']:.2f} in lanes"
+        )
+        if args.json:
+            Path(args.json).write_text(json.dumps({"args": vars(args), "padding": shares}, indent=2))
+        return
     params = linear_parameters(config)
     lengths = []
     results: dict[str, dict] = {}
@@ -282,7 +337,7 @@ def main() -> None:
         title_justify="left",
     )
     reference = next(name for name in results if name != "dpo") if set(results) - {"dpo"} else None
-    columns = ("engine", "dtype", "attention", "steps", "s/step", "each round", "tokens/s", "MFU")
+    columns = ("engine", "dtype", "attention", "padding", "steps", "s/step", "each round", "tokens/s", "MFU")
     columns = (*columns, "first loss")
     for col in (*columns, f"vs {reference}"):
         table.add_column(col, justify="right")
@@ -293,6 +348,7 @@ def main() -> None:
             name,
             m.get("dtype", "-"),
             m.get("attention", "-") if name != "dpo" else "sdpa",
+            f"{100 * m['padding_share']:.0f} %" if "padding_share" in m else "-",
             str(m["steps"]),
             f"{m['seconds_per_step']:.3f}",
             ", ".join(f"{run['seconds_per_step']:.2f}" for run in m["runs"]),

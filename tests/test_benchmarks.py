@@ -58,6 +58,15 @@ def test_train_throughput_compares_the_engines_with_the_matmul_peak(tmp_path) ->
     assert batched["micro_batches"] == batched["steps"] < results["leap"]["micro_batches"]
     first = [results[name]["loss_curve"][0]["loss"] for name in ("trl", "leap")]
     assert first[0] == pytest.approx(first[1], rel=1e-2)
+    assert results["leap"]["padding_share"] == 0 and results["leap"]["frozen_weights"] in ("bf16", "fp32")
+
+
+def test_train_throughput_counts_the_padding_of_micro_batches(tmp_path) -> None:
+    report = _run("train_throughput", tmp_path, "--padding", "--episodes", "6", "--batch-size", "4")
+    shares = report["padding"]
+    assert shares["rows"] == 4
+    assert 0 < shares["lanes_padding_share"] < shares["padded_padding_share"] < 1
+    assert 1 < shares["lanes_attention_per_pair"] < shares["padded_attention_per_pair"]
 
 
 @pytest.mark.slow

@@ -161,6 +161,73 @@ def test_prefix_packing_computes_the_same_loss_as_separate_rows(demos, tiny_mode
     assert plain != pytest.approx(expected, rel=1e-3)
 
 
+def test_rows_side_by_side_in_lanes_compute_the_same_loss_as_separate_rows(demos, tiny_model_path) -> None:
+    """Several packed rows in lanes as wide as the longest (a micro-batch of many rows): the
+    rows never see each other, each attends as alone, so the loss is that of every unpacked row
+    on its own; fewer positions are computed than with each row padded to the longest."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from leap.models.transformers_backend import load_tokenizer
+    from leap.packing import PrefixTreeCollator, fill_lanes, pack_shared_prefixes
+
+    tokenizer = load_tokenizer(tiny_model_path)
+    first, second = demos
+    corrections = {
+        t: next(c for c in s.candidates["choices"] if c != s.action) for t, s in enumerate(first.steps)
+    }
+    groups = [
+        _samples(first, TURNS, corrections) + _samples(first, TURNS),  # a trunk with branches
+        _samples(second, TURNS),
+        _samples(second, TURNS)[:2],
+        _samples(first, TURNS)[:1],
+    ]
+    rows = [[sft_features(tokenizer, r["prompt"], r["completion"]) for r in sft_rows(g)] for g in groups]
+    packed = [p for group in rows for p in pack_shared_prefixes(group, max_length=4096)]
+    assert len(packed) == 4 and max(packed[0]["branch"]) > 0
+    lengths = [len(r["input_ids"]) for r in packed]
+
+    collate = PrefixTreeCollator(tokenizer.pad_token_id, lanes=True)
+    batch = collate(packed)
+    lanes = fill_lanes(lengths, max(lengths))
+    assert batch["input_ids"].shape == (len(lanes), max(lengths)) and len(lanes) < len(packed)
+    assert collate.counts == [sum(lengths)]
+    assert collate.slots == [len(lanes) * max(lengths)] and collate.slots[0] < len(packed) * max(lengths)
+
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model_path, dtype=torch.float32, attn_implementation="sdpa"
+    )
+    model.eval()
+    expected, expected_tokens = 0.0, 0
+    for row in (r for group in rows for r in group):
+        loss, n = _summed_loss(model, torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]]))
+        expected, expected_tokens = expected + loss, expected_tokens + n
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    got, got_tokens = _summed_loss(model, batch.pop("input_ids"), batch.pop("labels"), **batch)
+    assert got_tokens == expected_tokens
+    assert got == pytest.approx(expected, rel=1e-4)
+    # each row's logits are those of the row collated alone, wherever its lane puts it
+    alone = PrefixTreeCollator(tokenizer.pad_token_id)
+    for k, lane in enumerate(lanes):
+        offset = 0
+        for i in lane:
+            single = alone([packed[i]])
+            with torch.no_grad():
+                own = model(**{key: v for key, v in single.items() if key != "labels"}).logits[0]
+            torch.testing.assert_close(logits[k, offset : offset + lengths[i]], own, atol=1e-5, rtol=1e-4)
+            offset += lengths[i]
+
+
+def test_lanes_are_filled_longest_first() -> None:
+    from leap.packing import fill_lanes
+
+    assert fill_lanes([5, 10, 3, 4, 8], 10) == [[1], [4], [0, 3], [2]]
+    assert fill_lanes([10, 2, 8], 10) == [[0], [2, 1]]
+    assert fill_lanes([12, 4], 10) == [[0], [1]]  # a row wider than the lanes has its own
+    assert fill_lanes([], 10) == []
+
+
 def test_plain_causal_rows_train_without_a_dense_mask(demos, tiny_model_path) -> None:
     """A micro-batch of one demonstration transcript (no branches, no padding) gets no mask, so
     sdpa runs its causal kernel; the loss is the one the dense tree mask gives. A row with

@@ -16,15 +16,11 @@ from leap.train import TrainSettings, train_adapter
 TURNS = PromptSettings(style="student", layout="turns", history_steps=30, list_actions=False)
 
 
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    """Packed transcript rows of three demonstrations and the corrections of one of them (rows
-    whose prompts are prefixes of a transcript: they become branches)."""
+def _rows_file(folder, episode_ids: list[str]):
+    """Packed transcript rows of planner demonstrations and the corrections of the first one
+    (rows whose prompts are prefixes of a transcript: they become branches)."""
     episodes = run_episodes(
-        lambda: make_env("household"),
-        ["train/0001", "train/0002", "train/0003"],
-        build_policy("planner", "household"),
-        show_progress=False,
+        lambda: make_env("household"), episode_ids, build_policy("planner", "household"), show_progress=False
     )
     samples = []
     for e in episodes:
@@ -40,9 +36,15 @@ def data_file(tmp_path_factory):
         samples.append(
             make_sample(first, t, iteration=1, teacher="teacher", reason="look", action=other, settings=TURNS)
         )
-    path = tmp_path_factory.mktemp("rows") / "train.jsonl"
+    path = folder / "train.jsonl"
     atomic_write_jsonl(path, sft_rows(samples))
     return path
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    """Three demonstrations, the first with its corrections."""
+    return _rows_file(tmp_path_factory.mktemp("rows"), ["train/0001", "train/0002", "train/0003"])
 
 
 def _train(tiny_model_path, data_file, tmp_path, name, callbacks=None, **settings) -> dict:
@@ -102,6 +104,43 @@ def test_bf16_training_computes_in_bf16_in_both_engines(tiny_model_path, data_fi
             losses[engine, bf16] = _losses(metrics)
     assert losses["leap", True] == pytest.approx(losses["trl", True], rel=2e-2)
     assert losses["leap", True] != pytest.approx(losses["leap", False], rel=1e-6)
+
+
+def test_bf16_training_stores_frozen_weights_in_bf16_with_the_same_losses(
+    tiny_model_path, data_file, tmp_path, monkeypatch
+) -> None:
+    """The leap engine in bf16 autocast keeps the frozen linear weights in bf16 instead of letting
+    autocast cast them at every use: the same rounding, so the same losses and adapters; the
+    adapters themselves stay fp32, and fp32 training keeps fp32 weights."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    import leap.train
+
+    class Dtypes(TrainerCallback):
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            self.seen = {
+                name.rsplit(".", 1)[0].split(".")[-1]: p.dtype
+                for name, p in model.named_parameters()
+                if ".layers.0." in name and "q_proj" in name
+            }
+
+    runs = {}
+    for name, flag, bf16 in (("bf16", True, True), ("cast", False, True), ("fp32", True, False)):
+        monkeypatch.setattr(leap.train, "BF16_FROZEN_WEIGHTS", flag)
+        spy = Dtypes()
+        metrics = _train(tiny_model_path, data_file, tmp_path, name, [spy], bf16=bf16)
+        runs[name] = metrics, spy.seen, load_file(tmp_path / name / "adapter_model.safetensors")
+    (weights, seen, adapter), (cast, cast_seen, cast_adapter) = runs["bf16"], runs["cast"]
+    assert weights["frozen_weights"] == "bf16" and cast["frozen_weights"] == "fp32"
+    assert runs["fp32"][0]["frozen_weights"] == "fp32"
+    assert seen == {"base_layer": torch.bfloat16, "default": torch.float32}
+    assert cast_seen == runs["fp32"][1] == {"base_layer": torch.float32, "default": torch.float32}
+    assert _losses(weights) == _losses(cast)
+    assert adapter.keys() == cast_adapter.keys()
+    for key in adapter:
+        torch.testing.assert_close(adapter[key], cast_adapter[key], rtol=0, atol=0)
 
 
 def test_training_attends_under_the_settings_kernel_choice(
@@ -210,3 +249,22 @@ def test_micro_batches_auto_batch_the_step_on_a_gpu_only() -> None:
     assert rows("cuda", 24e9, batch_size=16) == 4 and rows("cuda", 80e9, batch_size=16) == 16
     assert rows("cuda", 4e9, batch_size=16) == 1
     assert rows("cuda", batch_size=8, micro_batch_size=2) == 2  # an explicit choice holds
+
+
+def test_rows_side_by_side_in_lanes_train_as_padded_rows_with_less_padding(
+    tiny_model_path, data_file, tmp_path
+) -> None:
+    """A micro-batch of several packed rows puts them side by side in lanes by default: the
+    same losses as padded rows and as one row per micro-batch (fp32), fewer positions computed."""
+    # a short fourth demonstration fits beside a longer one
+    rows = _rows_file(tmp_path, ["train/0001", "train/0002", "train/0003", "train/0007"])
+    common = dict(batch_size=4, max_steps=2)
+    lanes = _train(tiny_model_path, rows, tmp_path, "lanes", micro_batch_size=4, **common)
+    padded = _train(tiny_model_path, rows, tmp_path, "padded", micro_batch_size=4, lanes=False, **common)
+    alone = _train(tiny_model_path, rows, tmp_path, "alone", micro_batch_size=1, **common)
+    assert lanes["lanes"] is True and padded["lanes"] is False and alone["lanes"] is False
+    assert alone["padding_share"] == 0.0
+    assert 0.0 < lanes["padding_share"] < padded["padding_share"]
+    for variant in (lanes, padded):
+        assert _losses(variant) == pytest.approx(_losses(alone), rel=1e-4)
+        assert variant["tokens"] == alone["tokens"]

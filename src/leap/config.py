@@ -210,6 +210,7 @@ SPEED_SETTINGS = (
     "train.compile",
     "train.concatenate_rows",
     "train.cudnn_attention",
+    "train.lanes",
     "train.micro_batch_size",
 )
 

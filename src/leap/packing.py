@@ -14,6 +14,7 @@ first reply token, just as the prompt's last token does in a separate row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -121,6 +122,23 @@ def pack_shared_prefixes(rows: list[dict[str, list[int]]], max_length: int) -> l
     return [t.to_row() for t in trunks]
 
 
+def fill_lanes(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """Put rows of the given lengths side by side into as few lanes of ``width`` tokens as first
+    fit, longest first, finds (at most 11/9 of the fewest possible, plus one); returns each
+    lane's row indices. A row longer than ``width`` gets a lane of its own."""
+    lanes: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        lane = next((k for k, free in enumerate(room) if free >= lengths[i]), None)
+        if lane is None:
+            lanes.append([])
+            room.append(width)
+            lane = len(lanes) - 1
+        lanes[lane].append(i)
+        room[lane] -= lengths[i]
+    return lanes
+
+
 #: how a collator hands over the tree mask: "bool" (sdpa: True where a token may attend),
 #: "float" (eager attention: 0 or the most negative float, added to the scores) or "block"
 #: (a flex-attention BlockMask: only the blocks that hold allowed pairs are computed)
@@ -149,6 +167,10 @@ class PrefixTreeCollator:
             never see each other): no padding between rows, and with a block mask the attention
             cost is that of the separate rows. Without it each row is a batch row (a dense mask
             over a concatenation would cost the square of its length).
+        lanes: without ``concatenate``, put the rows side by side into lanes as wide as the
+            longest row (:func:`fill_lanes`), each lane a batch row whose rows never see each
+            other: the batch's rows are not each padded to the longest. With household rows of
+            288 to 1,235 tokens, 16 padded rows were 42 % padding.
         multiple_of: pad the sequence length to a multiple of this (fewer distinct shapes for
             compiled kernels).
         device: where a block mask is built (it is built for the device that uses it).
@@ -167,6 +189,7 @@ class PrefixTreeCollator:
         *,
         mask: MaskKind = "bool",
         concatenate: bool = False,
+        lanes: bool = False,
         multiple_of: int = 1,
         device: str = "cpu",
     ) -> None:
@@ -175,14 +198,27 @@ class PrefixTreeCollator:
         self.pad_token_id = pad_token_id
         self.mask = mask
         self.concatenate = concatenate
+        self.lanes = lanes
         self.multiple_of = max(1, multiple_of)
         self.device = device
         #: the tokens of each micro-batch handed out so far, padding excluded (for throughput;
         #: a data loader may fetch a batch ahead of the one being trained)
         self.counts: list[int] = []
+        #: the positions each micro-batch computes, padding included
+        self.slots: list[int] = []
+
+    def _groups(self, features: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """The rows of each batch row: all in one, side by side in lanes, or one each."""
+        if self.concatenate:
+            return [features]
+        if self.lanes and len(features) > 1:
+            lengths = [len(f["input_ids"]) for f in features]
+            lanes = fill_lanes(lengths, -(-max(lengths) // self.multiple_of) * self.multiple_of)
+            return [[features[i] for i in lane] for lane in lanes]
+        return [[f] for f in features]
 
     def _rows(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        groups = [features] if self.concatenate else [[f] for f in features]
+        groups = self._groups(features)
         names = ("input_ids", "labels", "position_ids", "seq", "branch", "anchor")
         rows: list[dict[str, list[int]]] = []
         for group in groups:
@@ -199,6 +235,7 @@ class PrefixTreeCollator:
         self.counts.append(sum(len(r["input_ids"]) for r in rows))
         width = max(len(r["input_ids"]) for r in rows)
         width = -(-width // self.multiple_of) * self.multiple_of
+        self.slots.append(width * len(rows))
         # padding: a row (and a branch) of its own, seen by nobody else
         fill = {
             "input_ids": self.pad_token_id,

@@ -60,12 +60,17 @@ class TrainSettings(StrictModel):
     #: Measured slower on 2 CPU cores (README, Speed); for GPUs, whose small-model steps are
     #: launch-bound
     concatenate_rows: bool = False
-    #: sdpa: packed rows per micro-batch, each padded to the micro-batch's longest with its own
-    #: tree mask (a divisor of ``batch_size``); 1 trains one row at a time (least padding, the
-    #: fastest on CPU); more rows mean fewer, larger kernel launches (5.2x faster with 16 rows on
-    #: an H200). "auto", the default: 1 on CPU, on CUDA the step's rows up to
+    #: sdpa: packed rows per micro-batch (a divisor of ``batch_size``), side by side in lanes
+    #: (``lanes``) or each padded to the micro-batch's longest; 1 trains one row at a time (the
+    #: fastest on CPU); more rows mean fewer, larger kernel launches (5.2x faster with 16 padded
+    #: rows on an H200). "auto", the default: 1 on CPU, on CUDA the step's rows up to
     #: :data:`GPU_MICRO_BATCH_ROWS` and to what the GPU's memory holds
     micro_batch_size: int | Literal["auto"] = "auto"
+    #: sdpa with more than one row per micro-batch: put the rows side by side into lanes as wide
+    #: as the longest row (each lane a batch row, its rows never seeing each other) instead of
+    #: padding every row to the longest; the same loss with fewer positions computed (42 % of a
+    #: 16-row micro-batch of household rows was padding). Off: each row a batch row of its own
+    lanes: bool = True
     #: compile every decoder layer with torch.compile (regional compilation: one layer's code,
     #: compiled once, serves all of them); the first steps pay for compiling, later steps run
     #: fused kernels (README, Speed)
@@ -113,6 +118,10 @@ GPU_BYTES_PER_ROW = 4.5e9
 #: on CPU, LoRA dropout draws only the positions it drops (``leap.sparse_dropout``: the same
 #: distribution); off only to measure what that saves (benchmarks/train_throughput.py)
 SPARSE_DROPOUT_ON_CPU = True
+
+#: in bf16 autocast, the leap engine stores the frozen weights of the LoRA-wrapped linear layers
+#: in bf16 (:func:`frozen_weights_to_bf16`); off only to measure what that saves
+BF16_FROZEN_WEIGHTS = True
 
 #: trainer arguments for SFT rows that arrive tokenised and packed (with their own collator)
 PACKED_SFT_ARGS = {"remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
@@ -191,10 +200,13 @@ def _attention(settings: TrainSettings, device: str) -> Literal["sdpa", "flex"]:
     return settings.attention
 
 
-def _tree_collator(model: Any, tokenizer: Any, attention: str, device: str, concatenate: bool) -> Any:
+def _tree_collator(
+    model: Any, tokenizer: Any, attention: str, device: str, concatenate: bool, lanes: bool
+) -> Any:
     """Packed rows need a tree mask: a block mask over one sequence per micro-batch for flex
-    attention, a dense 4D mask otherwise (boolean for sdpa, additive for eager), per row or over
-    the micro-batch's rows in one sequence (``concatenate``)."""
+    attention, a dense 4D mask otherwise (boolean for sdpa, additive for eager), per row, per
+    lane of rows side by side (``lanes``) or over the micro-batch's rows in one sequence
+    (``concatenate``)."""
     from leap.packing import PrefixTreeCollator
 
     pad = tokenizer.pad_token_id
@@ -206,7 +218,7 @@ def _tree_collator(model: Any, tokenizer: Any, attention: str, device: str, conc
     if implementation not in ("sdpa", "eager"):
         raise ValueError(f"packed SFT needs sdpa or eager attention (4D masks), not {implementation!r}")
     return PrefixTreeCollator(
-        pad, mask="bool" if implementation == "sdpa" else "float", concatenate=concatenate
+        pad, mask="bool" if implementation == "sdpa" else "float", concatenate=concatenate, lanes=lanes
     )
 
 
@@ -221,6 +233,27 @@ def compile_layers(model: Any) -> int:
     for layer in layers:
         layer.compile()
     return len(layers)
+
+
+def frozen_weights_to_bf16(model: Any) -> int:
+    """Store the frozen weights of a PEFT model's LoRA-wrapped linear layers in bf16, in place;
+    returns how many. bf16 autocast casts an fp32 weight that takes no gradient afresh at every
+    use (it caches only the casts of trainable leaves): with SmolLM2-135M, every micro-batch cast
+    the whole model's linear weights again. The cast is the same rounding ahead of time, so the
+    matrix multiplies and the losses are unchanged (``tests/test_train.py``); the adapters, norms,
+    embeddings and head keep their dtype."""
+    import torch
+
+    cast = 0
+    for module in model.modules():
+        base = getattr(module, "base_layer", None)
+        if not (isinstance(base, torch.nn.Linear) and hasattr(module, "lora_A")):
+            continue
+        for parameter in base.parameters():
+            if not parameter.requires_grad and parameter.dtype == torch.float32:
+                parameter.data = parameter.data.to(torch.bfloat16)
+                cast += 1
+    return cast
 
 
 def labelled_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
@@ -309,6 +342,9 @@ def _throughput_callback(collator: Any, device: str) -> Any:
             }
             if n1 > n0:
                 out.update(tokens=n1, tokens_per_s=(n1 - n0) / (t1 - t0))
+            slots = sum(getattr(collator, "slots", [])[: self.micro_batches])
+            if slots:
+                out["padding_share"] = 1 - sum(getattr(collator, "counts", [])[: self.micro_batches]) / slots
             return out
 
     return Throughput()
@@ -371,6 +407,7 @@ def train_adapter(
     # micro-batch), unless the step's rows are concatenated into one sequence
     separate = packed and attention == "sdpa" and not settings.concatenate_rows
     rows_per_micro_batch = _micro_batch_size(settings, device) if separate else settings.batch_size
+    lanes = separate and settings.lanes and rows_per_micro_batch > 1
     fast = settings.engine == "leap"
     if fast and device.startswith("cuda") and "optim" not in settings.extra:
         settings = settings.model_copy(update={"extra": {"optim": "adamw_torch_fused", **settings.extra}})
@@ -413,7 +450,7 @@ def train_adapter(
     config_name, trainer_name = TRAINERS[settings.rule]
     rule_args = {} if settings.rule == "sft" else {"beta": settings.beta}
     trainer_class = _leap_sft_trainer(trl) if packed and fast else getattr(trl, trainer_name)
-    collator = _tree_collator(model, tokenizer, attention, device, not separate) if packed else None
+    collator = _tree_collator(model, tokenizer, attention, device, not separate, lanes) if packed else None
     throughput = _throughput_callback(collator, device)
     trainer = trainer_class(
         model=model,
@@ -429,6 +466,9 @@ def train_adapter(
         from leap.sparse_dropout import sparsify_lora_dropout
 
         sparse_dropout = sparsify_lora_dropout(trainer.model) > 0
+    # SFT only: DPO and KTO compute their reference model's outputs where autocast may be off
+    bf16_weights = packed and fast and common["bf16"] and BF16_FROZEN_WEIGHTS
+    bf16_weights = bf16_weights and frozen_weights_to_bf16(trainer.model) > 0
     with attention_kernels(device, settings.cudnn_attention):
         result = trainer.train()
     staging = out_dir.with_name(out_dir.name + ".partial")
@@ -448,8 +488,10 @@ def train_adapter(
         "engine": settings.engine,
         "concatenate_rows": not separate and packed,
         "micro_batch_size": rows_per_micro_batch,
+        "lanes": lanes,
         "compile": settings.compile,
         "cudnn_attention": settings.cudnn_attention,
+        "frozen_weights": "bf16" if bf16_weights else "fp32",
         "lora_dropout": "sparse" if sparse_dropout else ("torch" if settings.lora_dropout else "none"),
         **throughput.summary(),
         "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in history],
