@@ -10,6 +10,10 @@ Modes (one run, one model):
                     them first (H100, H200, B200; leap.models.attention_kernels leaves them out)
   lockstep-static   the same with a preallocated (static) cache: on a GPU transformers compiles
                     the decoding step with CUDA graphs
+  lockstep-graphs   the same with leap's decoding loop over a preallocated cache, every decoding
+                    step replaying one CUDA graph on a GPU (leap.models.graph_decoding; eager on
+                    a CPU)
+  lockstep-graphs-eager   lockstep-graphs without recording the graph (what the graph saves)
   sequential        one episode at a time, one model call per step (as the original LEAP code)
   lockstep-concat, lockstep-nocache-concat   lockstep and lockstep-nocache with transformers'
                     growing cache, which concatenates every new token's keys and values (before
@@ -54,7 +58,7 @@ from rich.table import Table
 
 from leap.agents import LLMPolicy, PromptSettings
 from leap.envs import make_env
-from leap.models import prefix_cache, transformers_backend
+from leap.models import graph_decoding, prefix_cache, transformers_backend
 from leap.models.transformers_backend import TransformersChatModel
 from leap.rollout import run_episodes
 
@@ -67,6 +71,8 @@ MODES = {
     "lockstep-nocache": (True, {"cache": "dynamic"}),
     "lockstep-nocache-cudnn": (True, {"cache": "dynamic", "cudnn_attention": True}),
     "lockstep-static": (True, {"cache": "static"}),
+    "lockstep-graphs": (True, {"cache": "graphs"}),
+    "lockstep-graphs-eager": (True, {"cache": "graphs"}),
     "sequential": (False, {"cache": "prefix"}),
     "lockstep-concat": (True, {"cache": "prefix"}),
     "lockstep-nocache-concat": (True, {"cache": "dynamic"}),
@@ -83,6 +89,7 @@ ABLATIONS = {
     "lockstep-padded-strided": (transformers_backend, ("GROUP_PREFILL", "CONTIGUOUS_HEAD")),
     "lockstep-stopstrings": (transformers_backend, "REUSE_STOP_CRITERIA"),
     "lockstep-scan": (prefix_cache, "INDEXED"),
+    "lockstep-graphs-eager": (graph_decoding, "RECORD"),
 }
 
 
@@ -155,6 +162,8 @@ def main() -> None:
             "computed_tokens": computed,
             "mfu": computed * 2 * (params["layers"] + params["head"]) / seconds / peak,
         }
+        if model.cache == "graphs":  # generate calls, and how many replayed a CUDA graph
+            results[mode]["graph_batches"] = list(model.graph_batches)
         replies.setdefault(mode, [s.raw for e in episodes for s in e.steps])
         if args.json:  # what is done so far survives a time limit
             Path(args.json).write_text(

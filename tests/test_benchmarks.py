@@ -76,7 +76,8 @@ def test_rollout_throughput_reports_steps_tokens_and_agreement(tmp_path) -> None
         tmp_path,
         *("--episodes", "3", "--horizon", "2", "--dtype", "float32"),
         "--modes",
-        "lockstep,lockstep-nocache,lockstep-static,lockstep-concat,lockstep-padded,lockstep-nocache-cudnn",
+        "lockstep,lockstep-nocache,lockstep-static,lockstep-concat,lockstep-padded,lockstep-nocache-cudnn,"
+        "lockstep-graphs",
         *("--repeats", "2"),
     )
     results = report["results"]
@@ -87,8 +88,17 @@ def test_rollout_throughput_reports_steps_tokens_and_agreement(tmp_path) -> None
     # padded prefill, nor the attention kernels' choice changes a greedy reply in fp32; the prefix
     # cache computes fewer tokens
     assert results["lockstep-nocache-cudnn"]["same_replies"] == results["lockstep"]["env_steps"]
-    for mode in ("lockstep-nocache", "lockstep-static", "lockstep-concat", "lockstep-padded"):
+    for mode in (
+        "lockstep-nocache",
+        "lockstep-static",
+        "lockstep-concat",
+        "lockstep-padded",
+        "lockstep-graphs",
+    ):
         assert results[mode]["same_replies"] == results["lockstep"]["env_steps"]
+    # every generate call (the warm-up's, then one per step) decoded eagerly on a CPU
+    batches, graphed = results["lockstep-graphs"]["graph_batches"]
+    assert batches >= 2 and graphed == 0
     assert results["lockstep"]["computed_tokens"] < results["lockstep-nocache"]["computed_tokens"]
 
 

@@ -225,6 +225,76 @@ def test_a_static_cache_changes_no_reply_and_only_grows(tiny_model_path) -> None
         TransformersChatModel(tiny_model_path, device="cpu", cache="paged")
 
 
+class _NoHostSync:
+    """A dispatch mode that fails on any operation a CUDA graph cannot record: reading a tensor's
+    value on the host (``item``, ``bool``) or an output whose shape depends on values."""
+
+    SYNCS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select")
+
+    def __new__(cls):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func._schema.name in cls.SYNCS:
+                    raise AssertionError(f"a host synchronisation under capture: {func._schema.name}")
+                return func(*args, **(kwargs or {}))
+
+        return Mode()
+
+
+def test_graph_decoding_changes_no_reply_and_records_a_step_without_host_syncs(
+    tiny_model_path, monkeypatch
+) -> None:
+    """The graphs cache's own decoding loop gives generate's greedy replies (fp32, constrained
+    actions, stop strings), eagerly and through a recorded step; recording runs the step as a
+    CUDA graph capture would see it (transformers' capture branches, no host synchronisation)."""
+    import transformers.utils.import_utils as import_utils
+
+    from leap.models import graph_decoding
+    from leap.models.base import ChoiceConstraint
+
+    recorded = []
+
+    def record_on_cpu(function):
+        with pytest.MonkeyPatch.context() as capturing, _NoHostSync():
+            capturing.setattr(import_utils, "is_cuda_stream_capturing", lambda: True)
+            function()
+        recorded.append(function)
+        return function
+
+    plain = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="dynamic")
+    eager = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="graphs")
+    graphed = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="graphs")
+    assert eager.prefix_cache is None and eager.describe().endswith("graphs cache")
+    rules = [ChoiceConstraint("ACTION:", ("look", "go to cabinet 1"))] * 4
+    conversations = [list(c) for c in CONVERSATIONS]
+    for step in range(3):
+        expected = plain.generate(conversations, max_new_tokens=10, constraints=rules, stop=["\n\n"])
+        got = eager.generate(conversations, max_new_tokens=10, constraints=rules, stop=["\n\n"])
+        with monkeypatch.context() as patch:
+            patch.setattr(graph_decoding, "cuda_graph", record_on_cpu)
+            patch.setattr(graph_decoding, "CAPTURE_DEVICES", ("cuda", "cpu"))
+            replayed = graphed.generate(conversations, max_new_tokens=10, constraints=rules, stop=["\n\n"])
+        assert [g.text for g in got] == [g.text for g in expected]
+        assert [g.text for g in replayed] == [g.text for g in expected]
+        conversations = _extend(conversations, expected, step)
+    assert eager.graph_batches == [3, 0]
+    assert graphed.graph_batches == [3, 3] and len(recorded) == 3
+
+
+def test_graph_decoding_samples_as_generate_does(tiny_model_path) -> None:
+    plain = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="dynamic")
+    graphs = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="graphs")
+    runs = [
+        [g.text for g in m.generate(CONVERSATIONS, max_new_tokens=12, temperature=0.8, seed=s)]
+        for m in (plain, graphs)
+        for s in (1, 2)
+    ]
+    assert runs[0] != runs[1]  # another seed, other samples
+    assert runs[2:] == runs[:2]  # the same random draws as generate's
+
+
 def _same_replies_with_and_without(path, monkeypatch, cache: str, flag: str, each_step) -> None:
     """Three steps of growing conversations, greedy and constrained, in fp32: a model generating
     with ``transformers_backend.<flag>`` on replies as one with it off; ``each_step`` checks

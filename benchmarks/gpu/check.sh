@@ -19,7 +19,10 @@
 #   profile-leap-batched-bf16.txt: the PyTorch profiler's top operators of two bf16 steps
 #     without cuDNN (the fp32 step's profile is in the 2026-11-28 record);
 #   rollout.json/.log: 100 household episodes of horizon 20 without the prefix cache
-#     (configs/household-gpu.yaml's), the same with cuDNN allowed, and with the prefix cache; and
+#     (configs/household-gpu.yaml's), with leap's decoding loop replaying a CUDA graph per step
+#     (student.cache graphs; graph_batches says how many generate calls replayed one), without
+#     the prefix cache with cuDNN allowed, and with the prefix cache (the limit may cut the last);
+#     and
 #     benchmarks/choice_decoding.py (constrained decoding's host cost per agent step, with and
 #     without leap's savings);
 #   profile-rollout-lockstep-nocache.txt: 100 episodes of horizon 2 under the PyTorch profiler and
@@ -85,7 +88,7 @@ done
 
 start=$(date +%s)
 "${roll_limit[@]}" python3 benchmarks/rollout_throughput.py "${model[@]}" --device "$DEVICE" "${roll[@]}" \
-  --modes lockstep-nocache,lockstep-nocache-cudnn,lockstep --json "$OUT/rollout.json" > "$OUT/rollout.log" 2>&1
+  --modes lockstep-nocache,lockstep-graphs,lockstep-nocache-cudnn,lockstep --json "$OUT/rollout.json" > "$OUT/rollout.log" 2>&1
 echo "rollout: exit $? after $(( $(date +%s) - start )) s"
 clean "$OUT/rollout.log" 8
 

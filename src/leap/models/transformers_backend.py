@@ -25,6 +25,7 @@ from transformers.generation.utils import GenerateDecoderOnlyOutput
 from leap.models.attention_kernels import attention_kernels, attention_label
 from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation, cut_at_stop
 from leap.models.choice_decoding import ChoiceLogitsProcessor
+from leap.models.graph_decoding import decode, sampling_warpers
 from leap.models.grouped_prefill import plan_groups, prefill_in_groups
 from leap.models.prefix_cache import CachedSequence, PrefixCache, left_padded_states, row_states
 from leap.models.reserved_cache import ReservedLayer, key_value_shape, plain_growing_layers, reserved_cache
@@ -39,9 +40,11 @@ log = logging.getLogger(__name__)
 #: how generation keeps keys and values: "prefix" a growing cache per call, and each request
 #: starts from the longest prefix it shares with a recent sequence (the fastest on CPU); "dynamic"
 #: the growing cache without that reuse; "static" a preallocated cache of fixed shape, with which
-#: transformers compiles the decoding step (CUDA graphs) on a GPU
-CacheMode = Literal["prefix", "dynamic", "static"]
-CACHE_MODES: tuple[CacheMode, ...] = ("prefix", "dynamic", "static")
+#: transformers compiles the decoding step (CUDA graphs) on a GPU; "graphs" a preallocated cache
+#: per call and leap's decoding loop, whose steps replay one CUDA graph on a GPU (no compiling;
+#: ``leap.models.graph_decoding``)
+CacheMode = Literal["prefix", "dynamic", "static", "graphs"]
+CACHE_MODES: tuple[CacheMode, ...] = ("prefix", "dynamic", "static", "graphs")
 
 #: static caches grow in steps of this many tokens: an episode of horizon 20 grows its transcript
 #: to about 2,500 tokens, so a rollout compiles the decoding step for three shapes, not ten
@@ -154,6 +157,8 @@ class TransformersChatModel(ChatModel):
         self.cudnn_attention = cudnn_attention
         #: the static cache's length so far: it only grows, so shapes repeat across calls
         self._static_length = 0
+        #: "graphs": batches decoded so far, and how many of them replayed a CUDA graph
+        self.graph_batches = [0, 0]
         self.path = str(path)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -299,6 +304,25 @@ class TransformersChatModel(ChatModel):
             masks.append([0] * gap_reused + [1] * n + [0] * gap_new + [1] * len(new))
         input_ids = torch.tensor(rows, device=self.device)
         attention_mask = torch.tensor(masks, device=self.device)
+        processors = LogitsProcessorList()
+        if constraints:
+            eos = self.tokenizer.eos_token_id
+            processors.append(ChoiceLogitsProcessor(self.tokenizer, input_ids.shape[1], constraints, eos))
+        if self.cache == "graphs":
+            new_tokens, graphed = decode(
+                self.model,
+                input_ids,
+                attention_mask,
+                max_new_tokens=config.max_new_tokens,
+                pad_token_id=pad,
+                eos_token_id=self.tokenizer.eos_token_id,
+                sample=bool(config.do_sample),
+                processors=LogitsProcessorList([*sampling_warpers(self.model, config), *processors]),
+                stopping=stopping,
+            )
+            self.graph_batches[0] += 1
+            self.graph_batches[1] += graphed
+            return new_tokens
         extra: dict = {}
         if self.cache == "static":
             needed = input_ids.shape[1] + config.max_new_tokens
@@ -331,10 +355,6 @@ class TransformersChatModel(ChatModel):
                 prefill_in_groups(
                     self.model.base_model, past, input_ids, attention_mask, fresh, groups, CACHE_ARGUMENT
                 )
-        processors = LogitsProcessorList()
-        if constraints:
-            eos = self.tokenizer.eos_token_id
-            processors.append(ChoiceLogitsProcessor(self.tokenizer, input_ids.shape[1], constraints, eos))
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
