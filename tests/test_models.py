@@ -283,11 +283,20 @@ def test_graph_decoding_changes_no_reply_and_records_a_step_without_host_syncs(
     assert graphed.graph_batches == [3, 3] and len(recorded) == 3
 
 
-def test_graph_decoding_samples_as_generate_does(tiny_model_path) -> None:
+@pytest.mark.parametrize("constrained", [False, True])
+def test_graph_decoding_samples_as_generate_does(tiny_model_path, constrained: bool) -> None:
+    """The same draws as generate's with the same seed: its warpers (temperature, top-k) after
+    the constraint (the other order leaves a row no allowed token within the top k)."""
+    from leap.models.base import ChoiceConstraint
+
     plain = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="dynamic")
     graphs = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="graphs")
+    rules = [ChoiceConstraint("", ("look", "go to cabinet 1", "take mug 1"))] * 4 if constrained else None
     runs = [
-        [g.text for g in m.generate(CONVERSATIONS, max_new_tokens=12, temperature=0.8, seed=s)]
+        [
+            g.text
+            for g in m.generate(CONVERSATIONS, max_new_tokens=12, temperature=0.8, seed=s, constraints=rules)
+        ]
         for m in (plain, graphs)
         for s in (1, 2)
     ]

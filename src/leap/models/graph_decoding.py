@@ -109,9 +109,9 @@ class _Step:
 
 
 def sampling_warpers(model: Any, config: GenerationConfig) -> LogitsProcessorList:
-    """The warpers ``generate`` puts before any other logits processor when it samples with this
-    config: the temperature, then the top-k filter (``top_k`` unset means the model's default or
-    transformers' 50); none for greedy decoding."""
+    """The warpers ``generate`` puts after every other logits processor when it samples with
+    this config: the temperature, then the top-k filter (``top_k`` unset means the model's
+    default or transformers' 50); none for greedy decoding."""
     if not config.do_sample:
         return LogitsProcessorList()
     top_k = next(
@@ -180,7 +180,7 @@ def decode(
         input_ids, attention_mask: the prompts, ``[rows, width]``, padded on the left.
         sample: draw the next token from the processed scores' softmax; else the most likely.
         processors: applied to every step's scores, in order (for sampling, ``generate``'s
-            temperature and top-k warpers come first: :func:`sampling_warpers`).
+            temperature and top-k warpers come after the others: :func:`sampling_warpers`).
         stopping: criteria on the tokens so far (stop strings); a row also stops at
             ``eos_token_id``.
         capture: record the step as a CUDA graph; None: on the devices of :data:`CAPTURE_DEVICES`.

@@ -317,7 +317,7 @@ class TransformersChatModel(ChatModel):
                 pad_token_id=pad,
                 eos_token_id=self.tokenizer.eos_token_id,
                 sample=bool(config.do_sample),
-                processors=LogitsProcessorList([*sampling_warpers(self.model, config), *processors]),
+                processors=LogitsProcessorList([*processors, *sampling_warpers(self.model, config)]),
                 stopping=stopping,
             )
             self.graph_batches[0] += 1
