@@ -3,10 +3,12 @@ row's token trie of candidate actions, searching each reply for the marker (``AC
 masking the batch's scores at every decoding step. The same replies and scores go through leap's
 ``ChoiceLogitsProcessor`` and through versions of it with its savings switched off, taking turns:
 
-  leap        tries from one tokenizer call per row; a reply searched for the marker only when its
+  leap        tries from the choices' tokens, remembered across agent steps (a batch's new
+              choices tokenised in one call); a reply searched for the marker only when its
               newest token holds the marker's last character; after the marker, the allowed
               tokens of all rows sent to the device in one copy and the batch masked in four
               operations
+  unremembered   each row's choices tokenised again at every agent step, one call per row
   row-by-row  the mask built row by row: per row a copy (a synchronisation on a GPU) and four
               operations at every step
   whole-search   every reply decoded and searched whole at every step until its marker
@@ -72,7 +74,12 @@ def processor(way: str, tokenizer, constraints, eos: int) -> ChoiceLogitsProcess
     """The processor of one way (see the module's doc)."""
     kind = RowByRow if way in ("row-by-row", "before") else ChoiceLogitsProcessor
     tries = per_choice_trie if way in ("per-choice", "before") else choice_decoding.build_trie
-    with patch.object(choice_decoding, "build_trie", tries):  # what the processor builds its tries with
+    remember = way not in ("unremembered", "per-choice", "before")
+    # what the processor builds its tries with
+    with (
+        patch.object(choice_decoding, "build_trie", tries),
+        patch.object(choice_decoding, "REMEMBER_CHOICES", remember),
+    ):
         made = kind(tokenizer, 3, constraints, eos)
     if way in ("whole-search", "before"):
         made._may_end_marker = lambda row, tokens, marker: True
@@ -103,7 +110,7 @@ def main() -> None:
     # a finished row is padded with the end token, as generate pads it
     tokens = torch.tensor([[1, 2, 3, *r, *[eos] * (steps - len(r))] for r in replies], device=args.device)
     scores = torch.randn(args.rows, vocab, device=args.device)
-    ways = ["leap", "row-by-row", "whole-search", "per-choice", "before"]
+    ways = ["leap", "unremembered", "row-by-row", "whole-search", "per-choice", "before"]
 
     def agent_step(way: str | None, count: bool = False) -> torch.Tensor:
         """One agent step's decoding steps through ``way``'s processor (None: none, the harness

@@ -153,3 +153,32 @@ def test_policy_passes_candidates_only_for_closed_action_spaces(tiny_model) -> N
     assert LLMPolicy._constraint(open_) is None
     policy = LLMPolicy(tiny_model, constrain_actions=True, max_new_tokens=8)
     assert len(policy.act([closed, closed])) == 2
+
+
+def test_choices_are_tokenised_once_per_tokenizer(tiny_model, monkeypatch) -> None:
+    """A rollout's candidate actions repeat from step to step: a choice is tokenised the first
+    time a batch holds it (all new choices of the batch in one call), then remembered."""
+    from leap.models import choice_decoding
+
+    tokenizer = tiny_model.tokenizer
+    calls: list[list[str]] = []
+    tokenize = type(tokenizer).__call__
+
+    def counting(self, text, *args, **kwargs):
+        calls.append(list(text) if isinstance(text, list) else [text])
+        return tokenize(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(tokenizer), "__call__", counting)
+    old = ("go to shelf 71 (memo)", "open drawer 72 (memo)")
+    new = ("take mug 73 (memo)",)
+    eos = tokenizer.eos_token_id
+    first = ChoiceLogitsProcessor(tokenizer, 3, [ChoiceConstraint("ACTION:", old)] * 3, eos)
+    second = ChoiceLogitsProcessor(tokenizer, 3, [ChoiceConstraint("ACTION:", old + new), None], eos)
+    assert calls == [[" " + c for c in old], [" " + c for c in new]]
+    fresh = [tokenize(tokenizer, " " + c, add_special_tokens=False)["input_ids"] for c in old + new]
+    assert second.tries[0] == choice_decoding.build_trie(tokenizer, old + new)
+    assert choice_decoding.choice_tokens(tokenizer, old + new) == fresh
+    assert first.tries[0] == first.tries[2] and second.tries[1] is None
+    monkeypatch.setattr(choice_decoding, "CHOICE_MEMO", 2)  # a full memo starts again
+    choice_decoding.choice_tokens(tokenizer, ("close fridge 74 (memo)",))
+    assert list(choice_decoding._CHOICE_TOKENS[tokenizer]) == ["close fridge 74 (memo)"]

@@ -8,6 +8,7 @@ and decodes freely, so the constraint can never make a row unsatisfiable.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -21,11 +22,36 @@ _END = -1
 Trie = dict[int, "Trie"]
 
 
+#: per tokenizer: the tokens of each choice seen so far (a rollout's candidate actions repeat
+#: from step to step and episode to episode); emptied when it holds more than CHOICE_MEMO choices
+_CHOICE_TOKENS: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, dict[str, list[int]]] = (
+    weakref.WeakKeyDictionary()
+)
+CHOICE_MEMO = 100_000
+#: remember choices' tokens across calls; off only to measure what that saves (every row's choices
+#: then tokenised in one call per row, as before)
+REMEMBER_CHOICES = True
+
+
+def choice_tokens(tokenizer: PreTrainedTokenizerBase, choices: Sequence[str]) -> list[list[int]]:
+    """The tokens of each choice as it follows the marker (with its leading space); the choices
+    not seen before are tokenised in one call (half the time of one call per choice)."""
+    if not REMEMBER_CHOICES:
+        return tokenizer([" " + choice for choice in choices], add_special_tokens=False)["input_ids"]
+    memo = _CHOICE_TOKENS.setdefault(tokenizer, {})
+    missing = [choice for choice in dict.fromkeys(choices) if choice not in memo]
+    if missing:
+        if len(memo) + len(missing) > CHOICE_MEMO:
+            memo.clear()
+        ids = tokenizer([" " + choice for choice in missing], add_special_tokens=False)["input_ids"]
+        memo.update(zip(missing, ids, strict=True))
+    return [memo[choice] for choice in choices]
+
+
 def build_trie(tokenizer: PreTrainedTokenizerBase, choices: Sequence[str]) -> Trie:
     """Token trie of the choices as they follow the marker (with their leading space)."""
     root: Trie = {}
-    # one call for all choices: half the time of one call per choice
-    for tokens in tokenizer([" " + choice for choice in choices], add_special_tokens=False)["input_ids"]:
+    for tokens in choice_tokens(tokenizer, choices):
         node = root
         for token in tokens:
             node = node.setdefault(token, {})
@@ -47,6 +73,8 @@ class ChoiceLogitsProcessor(LogitsProcessor):
         self.prompt_length = prompt_length
         self.constraints = list(constraints)
         self.eos_token_id = eos_token_id
+        if REMEMBER_CHOICES:  # the batch's new choices in one tokenizer call, not one per row
+            choice_tokens(tokenizer, [choice for c in constraints if c for choice in c.choices])
         self.tries = [build_trie(tokenizer, c.choices) if c and c.choices else None for c in constraints]
         #: per row: the index of the first generated token after the marker, once it is written
         self.start: list[int | None] = [None] * len(constraints)
