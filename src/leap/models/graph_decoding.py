@@ -53,9 +53,10 @@ class _Step:
         #: which cache slots each row attends to: its real prompt tokens and what it generated
         self.mask = torch.zeros((rows, 1, 1, length), dtype=torch.bool, device=device)
         parameters = inspect.signature(model.forward).parameters
-        #: transformers before 5.2x located a step in the cache by ``cache_position``
+        #: transformers 5.0 locates a step in the cache by ``cache_position`` (5.17 and 5.24 by
+        #: the cache's own count of what it holds)
         self.positional = "cache_position" in parameters
-        #: and took the cache as ``past_key_values`` (``cache`` since 5.24)
+        #: the cache's argument: ``past_key_values``, ``cache`` since 5.24
         self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
         #: the recorded step, once captured
         self.replay: Callable[[], torch.Tensor] | None = None
@@ -143,16 +144,15 @@ def cuda_graph(function: Callable[[], torch.Tensor]) -> Callable[[], torch.Tenso
 
 
 def _rewinder(cache: Any, length: int) -> Callable[[], None]:
-    """Set a static cache back to ``length`` written tokens (its layers count what they hold
-    since transformers 5.2x; earlier ones are told their slot by ``cache_position``)."""
+    """Set a static cache back to ``length`` written tokens: its layers' counts of what they hold
+    (transformers 5.17, 5.24); 5.0's layers keep none, they are told their slot by
+    ``cache_position``."""
 
     def rewind() -> None:
         for layer in cache.layers:
             counter = getattr(layer, "cumulative_length", None)
             if isinstance(counter, torch.Tensor):
                 counter.fill_(length)
-            elif isinstance(counter, int):
-                layer.cumulative_length = length
 
     return rewind
 
