@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
+import jinja2
 import pytest
 
+from leap import agents
 from leap.agents import LLMPolicy, PromptSettings, match_action, parse_reply, prompt_sha, render_prompt
 from leap.envs import ActionSpace, FreeFormRule, make_env
 from leap.envs.household import HouseholdEnv
@@ -145,3 +149,51 @@ def test_turns_layout_is_a_transcript_that_grows_by_one_turn() -> None:
     assert len(window) == 4 and "(2 earlier steps omitted)" in window[1]["content"]
     with pytest.raises(ValueError, match="unknown prompt layout"):
         PromptSettings(layout="tree")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        PromptSettings(layout="turns", history_steps=20, memory="places"),
+        PromptSettings(layout="turns", history_steps=3, list_actions=False),
+    ],
+)
+def test_remembered_turns_render_the_prompts_rendered_afresh(settings, monkeypatch) -> None:
+    """Past turns come from the memo at later steps; every prompt is the one rendered without it
+    (candidates listed under the current turn only, memory notes, a window of recent turns)."""
+    env = make_env("household")
+    rng = random.Random(0)
+    views, turns, obs = [], [], env.reset("valid/0005").observation
+    for _ in range(8):
+        views.append(AgentView("e", env.task, obs, env.action_space(), tuple(turns)))
+        action = rng.choice(env.action_space().choices)
+        turns.append(Turn(obs, "why not", action))
+        obs = env.step(action).observation
+    agents._RENDERED.clear()
+    remembered = [render_prompt(v, settings) for v in views]
+    assert agents._RENDERED
+    monkeypatch.setattr(agents, "REMEMBER_RENDERS", False)
+    assert remembered == [render_prompt(v, settings) for v in views]
+
+
+def test_a_remembered_render_depends_on_every_variable_the_template_reads() -> None:
+    env = jinja2.Environment(
+        loader=jinja2.DictLoader({"t.j2": "{{ x }}|{{ y | join(',') }}", "i.j2": "{% include 't.j2' %}"}),
+        undefined=jinja2.StrictUndefined,
+    )
+    template = env.get_template("t.j2")
+    agents._RENDERED.clear()
+    assert agents.render_remembered(template, {"x": 1, "y": ["a"], "unread": 1}) == "1|a"
+    # a variable the template does not read: the remembered text
+    assert agents.render_remembered(template, {"x": 1, "y": ["a"], "unread": 2}) == "1|a"
+    assert len(agents._RENDERED) == 1
+    # equal as Python values, rendered differently
+    assert agents.render_remembered(template, {"x": True, "y": ("a",)}) == "True|a"
+    assert agents.render_remembered(template, {"x": 1.0, "y": ["a", "b"]}) == "1.0|a,b"
+    assert agents.render_remembered(template, {"x": {1}, "y": []}) == "{1}|"  # not a key: rendered
+    with pytest.raises(jinja2.UndefinedError):
+        agents.render_remembered(template, {"x": 1})
+    # what an included template reads is not in the source: never remembered
+    assert agents._template_reads(env.get_template("i.j2")) is None
+    assert agents.render_remembered(env.get_template("i.j2"), {"x": 2, "y": []}) == "2|"
+    assert not any(key[0] == "i.j2" for key in agents._RENDERED)

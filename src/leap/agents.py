@@ -9,10 +9,11 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Literal
 
 import jinja2
+import jinja2.meta
 from pydantic import Field, ValidationInfo, field_validator
 
 from leap.envs.base import ActionSpace
@@ -39,6 +40,8 @@ def prompt_environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         autoescape=False,
+        # the package's templates do not change while a run reads them: no file check per use
+        auto_reload=False,
     )
     env.filters["clip"] = _clip
     return env
@@ -181,7 +184,11 @@ def _transcript(view: AgentView, settings: PromptSettings) -> Conversation:
         messages.append({"role": "assistant", "content": format_completion(turn.reason, turn.action)})
         is_last = k == len(turns) - 1
         memory = memory_items(settings.memory, observations[0], [t.action for t in view.history[: step + 1]])
-        text = last.render(context, observation=observations[step + 1], current=is_last, memory=memory)
+        variables = {**context, "observation": observations[step + 1], "current": is_last, "memory": memory}
+        if is_last:
+            text = last.render(variables)
+        else:  # a past turn, shown without the current step's candidates: the same at every step
+            text = render_remembered(last, {**variables, "choices": (), "free_form": ""})
         messages.append({"role": "user", "content": text.strip()})
     if not turns:
         # the first step: the candidate list (when shown) goes under the first observation
@@ -189,6 +196,60 @@ def _transcript(view: AgentView, settings: PromptSettings) -> Conversation:
         if text:
             messages[0]["content"] += "\n" + text
     return messages
+
+
+#: texts rendered by :func:`render_remembered`, emptied when it holds more than RENDER_MEMO
+_RENDERED: dict[tuple, str] = {}
+RENDER_MEMO = 65_536
+#: remember rendered turns; off only to measure what that saves (every past turn of a transcript
+#: is then rendered again at every step)
+REMEMBER_RENDERS = True
+#: a variable the caller did not give (its template then fails to render, as without the memo)
+_UNSET = object()
+
+
+@cache
+def _template_reads(template: jinja2.Template) -> tuple[str, ...] | None:
+    """The variables a template reads, or None where it includes or imports other templates (what
+    they read is not in its own source)."""
+    env = template.environment
+    assert env.loader is not None and template.name is not None
+    tree = env.parse(env.loader.get_source(env, template.name)[0])
+    if any(True for _ in jinja2.meta.find_referenced_templates(tree)):
+        return None
+    return tuple(sorted(jinja2.meta.find_undeclared_variables(tree)))
+
+
+def _frozen(value: Any) -> Any:
+    """A key for a template value: containers as tuples, every value with its type (1, 1.0 and
+    True are equal keys but render differently)."""
+    if type(value) is str:
+        return value
+    if isinstance(value, list | tuple):
+        return tuple(map(_frozen, value))
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return type(value), value
+
+
+def render_remembered(template: jinja2.Template, variables: dict[str, Any]) -> str:
+    """``template.render(variables)``, remembered by the values of the variables the template
+    reads: a transcript prompt renders every earlier turn again at each step (O(T) renders per
+    step, most of the agent's own prompt work over 20 steps)."""
+    reads = _template_reads(template) if REMEMBER_RENDERS else None
+    if reads is None:
+        return template.render(variables)
+    key = (template.name, *(_frozen(variables.get(name, _UNSET)) for name in reads))
+    try:
+        text = _RENDERED.get(key)
+    except TypeError:  # a value that cannot be a key (a set, an object)
+        return template.render(variables)
+    if text is None:
+        text = template.render(variables)
+        if len(_RENDERED) >= RENDER_MEMO:
+            _RENDERED.clear()
+        _RENDERED[key] = text
+    return text
 
 
 def prompt_sha(conversation: Conversation) -> str:

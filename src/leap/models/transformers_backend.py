@@ -28,6 +28,7 @@ from leap.models.choice_decoding import ChoiceLogitsProcessor
 from leap.models.graph_decoding import decode, sampling_warpers
 from leap.models.grouped_prefill import plan_groups, prefill_in_groups
 from leap.models.prefix_cache import CachedSequence, PrefixCache, left_padded_states, row_states
+from leap.models.prompt_tokens import PromptTokenizer
 from leap.models.reserved_cache import ReservedLayer, key_value_shape, plain_growing_layers, reserved_cache
 
 #: the name generate() takes a cache by and returns it under: "cache" since transformers 5.24
@@ -164,6 +165,7 @@ class TransformersChatModel(ChatModel):
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(path)
+        self.prompt_tokens = PromptTokenizer(self.tokenizer)
         model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype)
         self.adapter = None
         if adapter is not None:
@@ -217,10 +219,10 @@ class TransformersChatModel(ChatModel):
         )
 
     def encode(self, conversations: Sequence[Conversation]) -> list[list[int]]:
-        """The conversations' prompt tokens, in one tokenizer call: the tokenizer then works on
-        them in parallel, on every core."""
-        texts = [self.render(c) for c in conversations]
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        """The conversations' prompt tokens: only what follows the longest part a prompt shares
+        with an earlier one is tokenised (``leap.models.prompt_tokens``), all rows in one
+        tokenizer call, which works on them in parallel, on every core."""
+        return self.prompt_tokens([self.render(c) for c in conversations])
 
     def _batches(self, items: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
         """Index batches with prompts of similar length together (less padding)."""
