@@ -14,6 +14,8 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
   leap-batched  leap with all the step's rows in one micro-batch, side by side in lanes as wide
             as the longest row (train.micro_batch_size = --batch-size; train.lanes)
   leap-batched-padded   leap-batched with each row padded to the longest instead (lanes off)
+  leap-batched-hostmask leap-batched with the dense tree mask built on the host and copied to
+            the device (before PrefixTreeCollator.mask_on_device; the same on a CPU)
   leap-compile  leap with every decoder layer compiled by torch.compile
   leap-concat-compile, leap-batched-compile   with compiled layers
   leap-treemask leap with a dense mask on every row, plain causal rows too (as before the causal
@@ -48,6 +50,7 @@ import json
 import logging
 import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -60,6 +63,7 @@ from _hardware import (
     model_arguments,
     model_directory,
     switched_off,
+    synchronize,
     write_profile,
 )
 from rich.console import Console
@@ -88,6 +92,7 @@ ENGINES = {
     "leap-concat-compile": {"engine": "leap", "concatenate_rows": True, "compile": True},
     "leap-batched": {"engine": "leap", "micro_batch_size": "step"},
     "leap-batched-padded": {"engine": "leap", "micro_batch_size": "step", "lanes": False},
+    "leap-batched-hostmask": {"engine": "leap", "micro_batch_size": "step"},
     "leap-batched-compile": {"engine": "leap", "micro_batch_size": "step", "compile": True},
     "leap-fp32": {"engine": "leap", "bf16": False},
     "leap-bf16": {"engine": "leap", "bf16": True},
@@ -114,6 +119,7 @@ ENGINES = {
 #: engines that switch one of leap's savings off (an object's flag), to measure what it saves
 ABLATIONS = {
     "leap-treemask": (PrefixTreeCollator, "causal_shortcut"),
+    "leap-batched-hostmask": (PrefixTreeCollator, "mask_on_device"),
     "leap-torchdropout": (leap.train, "SPARSE_DROPOUT_ON_CPU"),
     "leap-castweights": (leap.train, "BF16_FROZEN_WEIGHTS"),
 }
@@ -171,21 +177,55 @@ def pair_tokens(model_dir: str, dpo_file: Path) -> float:
     return 2 * sum(sizes) / max(len(sizes), 1)
 
 
+def packed_rows(model_dir: str, sft_file: Path) -> list[dict]:
+    """The packed sequences leap trains on (``leap.train._packed_sft_dataset``)."""
+    from datasets import load_dataset
+
+    from leap.models.transformers_backend import load_tokenizer
+    from leap.train import _packed_sft_dataset
+
+    dataset = load_dataset("json", data_files=str(sft_file), split="train")
+    return [dict(r) for r in _packed_sft_dataset(dataset, load_tokenizer(model_dir), 2048)]
+
+
+def collation_ms(model_dir: str, sft_file: Path, rows: int, device: str, draws: int = 20) -> dict[str, float]:
+    """Milliseconds to collate a micro-batch of ``rows`` packed rows side by side in lanes and
+    have it on ``device``, the dense tree mask built on the host and copied (``host``) or built
+    on the device from the rows' indices (``device``, leap's way), the ways taking turns over the
+    same draws (seed 0); medians. On a CPU both ways are the same work; ``rows`` is the host's
+    part that stays (the rows' tensors without a mask)."""
+    import random
+
+    from leap.models.transformers_backend import load_tokenizer
+
+    packed = packed_rows(model_dir, sft_file)
+    pad = load_tokenizer(model_dir).pad_token_id
+    draw = random.Random(0)
+    times: dict[str, list[float]] = {"host": [], "device": [], "rows": []}
+    for _ in range(draws):
+        batch = draw.sample(packed, min(rows, len(packed)))
+        for way in times:
+            collate = PrefixTreeCollator(pad, lanes=True, device=device)
+            collate.mask_on_device = way == "device"
+            synchronize(device)
+            start = time.perf_counter()
+            made = collate._rows(batch) if way == "rows" else collate(batch)
+            on_device = {k: v.to(device) for k, v in made.items()}
+            synchronize(device)
+            times[way].append(1000 * (time.perf_counter() - start))
+            assert way == "rows" or on_device["attention_mask"].device.type == torch.device(device).type
+    return {way: statistics.median(t) for way, t in times.items()}
+
+
 def padding_shares(model_dir: str, sft_file: Path, rows: int, draws: int = 200) -> dict[str, float]:
     """The share of computed positions that are padding, and the attention pairs computed per
     pair a row needs, for micro-batches of ``rows`` packed rows drawn at random (seed 0) from
     ``sft_file``: each row padded to the longest, or side by side in lanes (``leap.packing``)."""
     import random
 
-    from datasets import load_dataset
-
-    from leap.models.transformers_backend import load_tokenizer
     from leap.packing import fill_lanes
-    from leap.train import _packed_sft_dataset
 
-    dataset = load_dataset("json", data_files=str(sft_file), split="train")
-    packed = _packed_sft_dataset(dataset, load_tokenizer(model_dir), 2048)
-    lengths = [len(r["input_ids"]) for r in packed]
+    lengths = [len(r["input_ids"]) for r in packed_rows(model_dir, sft_file)]
     draw = random.Random(0)
     real = padded = lanes = pairs = padded_pairs = lane_pairs = 0
     for _ in range(draws):
@@ -265,11 +305,15 @@ def main() -> None:
         sft_file = Path(args.rows)
     if args.padding:
         shares = padding_shares(model_dir, sft_file, args.batch_size)
+        shares["collation_ms"] = collation_ms(model_dir, sft_file, args.batch_size, args.device)
         print(
             f"{args.batch_size} rows per micro-batch: padding {100 * shares['padded_padding_share']:.1f} % "
             f"of computed positions padded to the longest, {100 * shares['lanes_padding_share']:.1f} % in "
             f"lanes; attention pairs per needed pair {shares['padded_attention_per_pair']:.2f} padded, "
-            f"{shares['lanes_attention_per_pair']:.2f} in lanes"
+            f"{shares['lanes_attention_per_pair']:.2f} in lanes; collated onto {args.device} in "
+            f"{shares['collation_ms']['host']:.1f} ms with the mask built on the host, "
+            f"{shares['collation_ms']['device']:.1f} ms built there ({shares['collation_ms']['rows']:.1f} ms "
+            f"without a mask)"
         )
         if args.json:
             Path(args.json).write_text(json.dumps({"args": vars(args), "padding": shares}, indent=2))

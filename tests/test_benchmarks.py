@@ -67,6 +67,9 @@ def test_train_throughput_counts_the_padding_of_micro_batches(tmp_path) -> None:
     assert shares["rows"] == 4
     assert 0 < shares["lanes_padding_share"] < shares["padded_padding_share"] < 1
     assert 1 < shares["lanes_attention_per_pair"] < shares["padded_attention_per_pair"]
+    # collating a micro-batch: the mask on the host or on the device, and the rows without it
+    assert set(shares["collation_ms"]) == {"host", "device", "rows"}
+    assert all(ms > 0 for ms in shares["collation_ms"].values())
 
 
 @pytest.mark.slow

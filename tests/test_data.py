@@ -269,3 +269,36 @@ def test_plain_causal_rows_train_without_a_dense_mask(demos, tiny_model_path) ->
     ]
     assert losses[0][1] == losses[1][1] > 0
     assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_the_tree_mask_is_built_on_the_device_that_uses_it(demos, tiny_model_path, kind) -> None:
+    """The dense mask is computed where the model runs (only the rows' small index tensors go
+    there), the same mask as built on the host; the meta device stands in for a GPU: any operation
+    that needs host tensors or values fails there. Training hands its device to the collator."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from leap.models.transformers_backend import load_tokenizer
+    from leap.packing import PrefixTreeCollator, pack_shared_prefixes
+    from leap.train import _tree_collator
+
+    tokenizer = load_tokenizer(tiny_model_path)
+    episode = demos[0]
+    targets = {0: next(c for c in episode.steps[0].candidates["choices"] if c != episode.steps[0].action)}
+    samples = _samples(episode, TURNS, targets) + _samples(demos[1], TURNS)
+    rows = [sft_features(tokenizer, r["prompt"], r["completion"]) for r in sft_rows(samples)]
+    packed = pack_shared_prefixes(rows, max_length=4096)
+    on_host = PrefixTreeCollator(tokenizer.pad_token_id, mask=kind, lanes=True)
+    on_host.mask_on_device = False
+    expected = on_host(packed)
+    here = PrefixTreeCollator(tokenizer.pad_token_id, mask=kind, lanes=True)(packed)
+    assert torch.equal(here["attention_mask"], expected["attention_mask"])
+    meta = PrefixTreeCollator(tokenizer.pad_token_id, mask=kind, lanes=True, device="meta")(packed)
+    assert meta["attention_mask"].device.type == "meta"
+    assert meta["attention_mask"].shape == expected["attention_mask"].shape
+    assert meta["attention_mask"].dtype == expected["attention_mask"].dtype
+    assert all(torch.equal(meta[k], expected[k]) for k in ("input_ids", "labels", "position_ids"))
+    model = SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa"))
+    assert _tree_collator(model, tokenizer, "sdpa", "cuda", False, True).device == "cuda"

@@ -15,7 +15,9 @@
 #     training shapes, a new shape every call and one shape repeated;
 #   train.json/.log: leap-batched (16 rows per micro-batch, side by side in lanes) in fp32
 #     (train.bf16 auto on CUDA), in bf16 autocast without cuDNN (leap's default now) and with it
-#     (PyTorch's own order), and in fp32 with each row padded to the longest (before lanes);
+#     (PyTorch's own order), in fp32 with each row padded to the longest (before lanes), and in
+#     fp32 with the tree mask built on the host and copied (before it was built on the GPU; the
+#     limit may cut this last one);
 #   profile-leap-batched-bf16.txt: the PyTorch profiler's top operators of two bf16 steps
 #     without cuDNN (the fp32 step's profile is in the 2026-11-28 record);
 #   rollout.json/.log: 100 household episodes of horizon 20 without the prefix cache
@@ -49,7 +51,7 @@ if [ "$SIZE" = tiny ]; then
   kernel_limit=(timeout 120); train_limit=(timeout 300); profile_limit=(timeout 300); roll_limit=(timeout 300)
 else
   model=(--model .bench/smollm2-shape --random-weights); rows=(--episodes 60 --batch-size 16); steps=8
-  roll=(--episodes 100 --horizon 20); engines=leap-batched,leap-batched-bf16,leap-batched-bf16-cudnn,leap-batched-padded
+  roll=(--episodes 100 --horizon 20); engines=leap-batched,leap-batched-bf16,leap-batched-bf16-cudnn,leap-batched-padded,leap-batched-hostmask
   probe=(--episodes 100 --horizon 2); kernels=(--calls 12)
   kernel_limit=(timeout 75); train_limit=(timeout 180); profile_limit=(timeout 70); roll_limit=(timeout 210)
 fi

@@ -218,7 +218,11 @@ def _tree_collator(
     if implementation not in ("sdpa", "eager"):
         raise ValueError(f"packed SFT needs sdpa or eager attention (4D masks), not {implementation!r}")
     return PrefixTreeCollator(
-        pad, mask="bool" if implementation == "sdpa" else "float", concatenate=concatenate, lanes=lanes
+        pad,
+        mask="bool" if implementation == "sdpa" else "float",
+        concatenate=concatenate,
+        lanes=lanes,
+        device=device,
     )
 
 
@@ -439,6 +443,8 @@ def train_adapter(
         disable_tqdm=False,
         # packed SFT rows come tokenised, with their own collator and columns
         **(PACKED_SFT_ARGS if packed else {}),
+        # whose attention mask is built on the GPU already: a data loader cannot pin it
+        **({"dataloader_pin_memory": False} if packed and device != "cpu" else {}),
         **settings.extra,
     )
     if settings.rule not in TRAINERS:
