@@ -17,7 +17,7 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
   leap-batched-hostmask leap-batched with the dense tree mask built on the host and copied to
             the device (before PrefixTreeCollator.mask_on_device; the same on a CPU)
   leap-compile  leap with every decoder layer compiled by torch.compile
-  leap-concat-compile, leap-batched-compile   with compiled layers
+  leap-concat-compile, leap-batched-compile, leap-batched-bf16-compile   with compiled layers
   leap-treemask leap with a dense mask on every row, plain causal rows too (as before the causal
             shortcut of leap.packing.PrefixTreeCollator)
   leap-torchdropout     leap with torch's dropout on CPU, which draws a random number per
@@ -94,6 +94,12 @@ ENGINES = {
     "leap-batched-padded": {"engine": "leap", "micro_batch_size": "step", "lanes": False},
     "leap-batched-hostmask": {"engine": "leap", "micro_batch_size": "step"},
     "leap-batched-compile": {"engine": "leap", "micro_batch_size": "step", "compile": True},
+    "leap-batched-bf16-compile": {
+        "engine": "leap",
+        "micro_batch_size": "step",
+        "bf16": True,
+        "compile": True,
+    },
     "leap-fp32": {"engine": "leap", "bf16": False},
     "leap-bf16": {"engine": "leap", "bf16": True},
     "leap-batched-fp32": {"engine": "leap", "micro_batch_size": "step", "bf16": False},
@@ -274,6 +280,12 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=6, help="optimizer steps per engine (the first is warm-up)"
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="steps left out of tokens/s (the first compiles; compiled layers compile again for new shapes)",
+    )
     parser.add_argument("--dpo-steps", type=int, default=None, help="for dpo (default: --steps)")
     parser.add_argument("--batch-size", type=int, default=4, help="rows per optimizer step")
     parser.add_argument(
@@ -356,6 +368,14 @@ def main() -> None:
                 metrics["tokens_per_s"] = (
                     args.batch_size * pair_tokens(model_dir, dpo_file) / metrics["seconds_per_step"]
                 )
+            if args.warmup > 1 and len(metrics.get("step_seconds", [])) > args.warmup:
+                # steady state after the warm-up steps (compiled layers compile again as shapes change)
+                seconds, tokens = (
+                    metrics["step_seconds"][args.warmup :],
+                    metrics["step_tokens"][args.warmup :],
+                )
+                metrics["seconds_per_step"] = sum(seconds) / len(seconds)
+                metrics["tokens_per_s"] = sum(tokens) / sum(seconds)
             runs = results.setdefault(name, metrics).setdefault("runs", [])
             runs.append({key: metrics[key] for key in ("seconds_per_step", "tokens_per_s")})
             # the median over the rounds so far

@@ -139,3 +139,13 @@ def test_prompt_encoding_compares_leap_with_its_memos_switched_off(tmp_path) -> 
     assert set(report["ms_per_agent_step"]) == {"leap", "retokenize", "rerender", "before"}
     assert report["speedup_over_before"]["before"] == 1.0 and report["prompt_tokens_per_step"] > 100
     assert set(report["ms_per_part"]["leap"]) == {"agent", "chat", "tokens"}
+
+
+def test_train_throughput_leaves_warm_up_steps_out(tmp_path) -> None:
+    report = _run(
+        "train_throughput", tmp_path, "--engines", "leap", "--steps", "3", "--warmup", "2", "--episodes", "2"
+    )
+    leap = report["results"]["leap"]
+    assert len(leap["step_seconds"]) == 3
+    assert leap["seconds_per_step"] == pytest.approx(leap["step_seconds"][2])
+    assert leap["tokens_per_s"] == pytest.approx(leap["step_tokens"][2] / leap["step_seconds"][2])

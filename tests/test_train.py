@@ -68,6 +68,11 @@ def test_the_leap_loss_trains_exactly_as_trl_loss(tiny_model_path, data_file, tm
     for metrics in (trl, leap):
         assert metrics["attention"] == "sdpa" and metrics["device"] == "cpu" and metrics["dtype"] == "fp32"
         assert metrics["tokens"] > 0 and metrics["tokens_per_s"] > 0 and metrics["seconds_per_step"] > 0
+        # every step's own seconds and tokens, the steady state from the second step on
+        assert len(metrics["step_seconds"]) == len(metrics["step_tokens"]) == 3
+        assert sum(metrics["step_tokens"]) == metrics["tokens"] and min(metrics["step_tokens"]) > 0
+        late = metrics["step_seconds"][1:]
+        assert metrics["seconds_per_step"] == pytest.approx(sum(late) / 2, rel=1e-2, abs=1e-3)
     # the same rows were drawn in the same order: the same tokens
     assert leap["tokens"] == trl["tokens"]
 

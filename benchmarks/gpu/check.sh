@@ -32,18 +32,7 @@
 # On a CPU, `DEVICE=cpu SIZE=tiny bash benchmarks/gpu/check.sh` runs the same steps in a minute.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/leap-gpu-check}; mkdir -p "$OUT"
-DEVICE=${DEVICE:-cuda}; SIZE=${SIZE:-full}
-if [ -d .whl ] && [ "$DEVICE" = cuda ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "check: the wheels did not install" >&2; exit 1; }
-  export PYTHONPATH=/tmp/site:$PWD/src
-else
-  export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
-# a fresh machine's home holds no converted models; nothing there needs them
-[ "$DEVICE" = cuda ] && export LEAP_CACHE=${LEAP_CACHE:-/tmp/leap-cache}
+source benchmarks/gpu/env.sh || exit 1
 if [ "$SIZE" = tiny ]; then
   model=(--model tiny-random); rows=(--episodes 4 --batch-size 4); steps=2; roll=(--episodes 3 --horizon 2)
   engines=leap-batched,leap-batched-bf16; probe=(--episodes 3 --horizon 1)
@@ -85,7 +74,7 @@ for engine in leap-batched-bf16; do
   "${profile_limit[@]}" python3 benchmarks/train_throughput.py "${model[@]}" --device "$DEVICE" "${rows[@]}" \
     --steps 4 --engines "$engine" --profile "$OUT" >> "$OUT/train.log" 2>&1
   echo "profile $engine: exit $? after $(( $(date +%s) - start )) s"
-  head -c 1200 "$OUT/profile-$engine.txt" 2>/dev/null
+  head -c 1200 "$OUT/profile-$engine.txt" 2>/dev/null; echo
 done
 
 start=$(date +%s)

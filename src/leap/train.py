@@ -306,6 +306,7 @@ def _throughput_callback(collator: Any, device: str) -> Any:
     tokens of the micro-batches they trained on, for tokens per second after the first (warm-up)
     step."""
     import time
+    from itertools import pairwise
 
     import torch
     from transformers import TrainerCallback
@@ -343,6 +344,10 @@ def _throughput_callback(collator: Any, device: str) -> Any:
             out: dict[str, Any] = {
                 "seconds_per_step": (t1 - t0) / (len(self.marks) - 1 - first),
                 "micro_batches": self.micro_batches,
+                # every step's seconds and tokens (compiled layers may compile again in later
+                # steps, as new shapes come)
+                "step_seconds": [round(b[0] - a[0], 4) for a, b in pairwise(self.marks)],
+                "step_tokens": [b[1] - a[1] for a, b in pairwise(self.marks)],
             }
             if n1 > n0:
                 out.update(tokens=n1, tokens_per_s=(n1 - n0) / (t1 - t0))

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 REMEMBER_PROMPTS = True
 
 #: bytes the remembered cuts may hold (their texts and tokens), the least recently used dropped
-#: first: 100 household episodes of horizon 20 take about 40 MiB
+#: first: 100 household episodes of horizon 20 take about 20 MiB
 PROMPT_MEMO_BYTES = 64 * 2**20
 
 #: texts tokenised in pieces and whole by the probe: the pieces around a cut must give the same
