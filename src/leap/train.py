@@ -420,6 +420,9 @@ def train_adapter(
     fast = settings.engine == "leap"
     if fast and device.startswith("cuda") and "optim" not in settings.extra:
         settings = settings.model_copy(update={"extra": {"optim": "adamw_torch_fused", **settings.extra}})
+    # the collator builds masks on the training device, unless it runs in data-loader worker
+    # processes (which cannot use CUDA after a fork)
+    mask_device = "cpu" if settings.extra.get("dataloader_num_workers") else device
     work = Path(tempfile.mkdtemp(prefix="leap-train-"))
     common: dict[str, Any] = dict(
         output_dir=str(work),
@@ -449,7 +452,7 @@ def train_adapter(
         # packed SFT rows come tokenised, with their own collator and columns
         **(PACKED_SFT_ARGS if packed else {}),
         # whose attention mask is built on the GPU already: a data loader cannot pin it
-        **({"dataloader_pin_memory": False} if packed and device != "cpu" else {}),
+        **({"dataloader_pin_memory": False} if packed and mask_device != "cpu" else {}),
         **settings.extra,
     )
     if settings.rule not in TRAINERS:
@@ -461,7 +464,9 @@ def train_adapter(
     config_name, trainer_name = TRAINERS[settings.rule]
     rule_args = {} if settings.rule == "sft" else {"beta": settings.beta}
     trainer_class = _leap_sft_trainer(trl) if packed and fast else getattr(trl, trainer_name)
-    collator = _tree_collator(model, tokenizer, attention, device, not separate, lanes) if packed else None
+    collator = None
+    if packed:
+        collator = _tree_collator(model, tokenizer, attention, mask_device, not separate, lanes)
     throughput = _throughput_callback(collator, device)
     trainer = trainer_class(
         model=model,
