@@ -16,6 +16,9 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
   leap-batched-padded   leap-batched with each row padded to the longest instead (lanes off)
   leap-batched-hostmask leap-batched with the dense tree mask built on the host and copied to
             the device (before PrefixTreeCollator.mask_on_device; the same on a CPU)
+  leap-batched-syncs    leap-batched with the labelled positions found on the device (a boolean
+            index) and each micro-batch's loss checked for NaN, each reading a value back
+            mid-step (before leap.train.SYNC_FREE_STEPS; on a CPU that costs nothing)
   leap-compile  leap with every decoder layer compiled by torch.compile
   leap-concat-compile, leap-batched-compile, leap-batched-bf16-compile   with compiled layers
   leap-treemask leap with a dense mask on every row, plain causal rows too (as before the causal
@@ -93,6 +96,7 @@ ENGINES = {
     "leap-batched": {"engine": "leap", "micro_batch_size": "step"},
     "leap-batched-padded": {"engine": "leap", "micro_batch_size": "step", "lanes": False},
     "leap-batched-hostmask": {"engine": "leap", "micro_batch_size": "step"},
+    "leap-batched-syncs": {"engine": "leap", "micro_batch_size": "step"},
     "leap-batched-compile": {"engine": "leap", "micro_batch_size": "step", "compile": True},
     "leap-batched-bf16-compile": {
         "engine": "leap",
@@ -126,6 +130,7 @@ ENGINES = {
 ABLATIONS = {
     "leap-treemask": (PrefixTreeCollator, "causal_shortcut"),
     "leap-batched-hostmask": (PrefixTreeCollator, "mask_on_device"),
+    "leap-batched-syncs": (leap.train, "SYNC_FREE_STEPS"),
     "leap-torchdropout": (leap.train, "SPARSE_DROPOUT_ON_CPU"),
     "leap-castweights": (leap.train, "BF16_FROZEN_WEIGHTS"),
 }

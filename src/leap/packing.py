@@ -173,6 +173,11 @@ class PrefixTreeCollator:
             288 to 1,235 tokens, 16 padded rows were 42 % padding.
         multiple_of: pad the sequence length to a multiple of this (fewer distinct shapes for
             compiled kernels).
+        label_positions: also hand out ``label_positions``, the flat indices (row x width +
+            position) of the positions whose next token is a label, found on the host: a loss
+            that takes the language-model head at those positions only then needs no boolean
+            index on the device, which reads a value back (a synchronisation mid-step on a GPU;
+            ``leap.train.labelled_loss``).
         device: where the attention mask is built: the device that uses it. A dense mask of 16
             household rows side by side took the host about 47 ms on 2 CPU cores, plus its copy
             to the GPU (13 MB); built there from the rows' sequence, branch and anchor indices it
@@ -197,6 +202,7 @@ class PrefixTreeCollator:
         lanes: bool = False,
         multiple_of: int = 1,
         device: str = "cpu",
+        label_positions: bool = False,
     ) -> None:
         if mask not in ("bool", "float", "block"):
             raise ValueError(f"unknown mask kind {mask!r}; use bool, float or block")
@@ -206,6 +212,7 @@ class PrefixTreeCollator:
         self.lanes = lanes
         self.multiple_of = max(1, multiple_of)
         self.device = device
+        self.label_positions = label_positions
         #: the tokens of each micro-batch handed out so far, padding excluded (for throughput;
         #: a data loader may fetch a batch ahead of the one being trained)
         self.counts: list[int] = []
@@ -258,6 +265,9 @@ class PrefixTreeCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         t = self._rows(features)
         seq, branch, anchor = t.pop("seq"), t.pop("branch"), t.pop("anchor")
+        if self.label_positions:
+            targets = torch.nn.functional.pad(t["labels"][:, 1:], (0, 1), value=IGNORE)
+            t["label_positions"] = (targets != IGNORE).flatten().nonzero().squeeze(1)
         if self.mask == "block":
             t["attention_mask"] = self._block_mask(seq, branch, anchor)
             return t

@@ -123,6 +123,11 @@ SPARSE_DROPOUT_ON_CPU = True
 #: in bf16 (:func:`frozen_weights_to_bf16`); off only to measure what that saves
 BF16_FROZEN_WEIGHTS = True
 
+#: the leap engine's step reads no value back mid-step: the labelled positions come from the
+#: collator (:func:`labelled_loss`) and, on a GPU, the trainer does not check each micro-batch's
+#: loss for NaN (``logging_nan_inf_filter``); off only to measure what that saves
+SYNC_FREE_STEPS = True
+
 #: trainer arguments for SFT rows that arrive tokenised and packed (with their own collator)
 PACKED_SFT_ARGS = {"remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
 
@@ -201,19 +206,32 @@ def _attention(settings: TrainSettings, device: str) -> Literal["sdpa", "flex"]:
 
 
 def _tree_collator(
-    model: Any, tokenizer: Any, attention: str, device: str, concatenate: bool, lanes: bool
+    model: Any,
+    tokenizer: Any,
+    attention: str,
+    device: str,
+    concatenate: bool,
+    lanes: bool,
+    label_positions: bool = False,
 ) -> Any:
     """Packed rows need a tree mask: a block mask over one sequence per micro-batch for flex
     attention, a dense 4D mask otherwise (boolean for sdpa, additive for eager), per row, per
     lane of rows side by side (``lanes``) or over the micro-batch's rows in one sequence
-    (``concatenate``)."""
+    (``concatenate``); ``label_positions`` for :func:`labelled_loss`."""
     from leap.packing import PrefixTreeCollator
 
     pad = tokenizer.pad_token_id
     if attention == "flex":
         # lengths padded to 1,024: few distinct shapes, so the compiled flex attention is not
         # recompiled at every step (a new length each step measured slower than sdpa on an H200)
-        return PrefixTreeCollator(pad, mask="block", concatenate=True, multiple_of=1024, device=device)
+        return PrefixTreeCollator(
+            pad,
+            mask="block",
+            concatenate=True,
+            multiple_of=1024,
+            device=device,
+            label_positions=label_positions,
+        )
     implementation = getattr(model.config, "_attn_implementation", None) or "eager"
     if implementation not in ("sdpa", "eager"):
         raise ValueError(f"packed SFT needs sdpa or eager attention (4D masks), not {implementation!r}")
@@ -223,6 +241,7 @@ def _tree_collator(
         concatenate=concatenate,
         lanes=lanes,
         device=device,
+        label_positions=label_positions,
     )
 
 
@@ -265,14 +284,20 @@ def labelled_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = 
     token, the language-model head (49k outputs for SmolLM2, about a fifth of its FLOPs) only on
     the positions whose next token is a target. Summed, then divided by ``num_items_in_batch``
     (the labelled tokens of the whole optimizer step) where given, else by this batch's count:
-    the same value as the model's own loss."""
+    the same value as the model's own loss.
+
+    Those positions come with the batch (``label_positions``, found by the collator on the
+    host); without them they are found here, a boolean index whose size a GPU must report back
+    to the host in the middle of the step (a synchronisation)."""
     import torch
     import torch.nn.functional as F
 
     from leap.packing import IGNORE
 
-    targets = F.pad(inputs["labels"][:, 1:], (0, 1), value=IGNORE)
-    keep = targets != IGNORE
+    targets = F.pad(inputs["labels"][:, 1:], (0, 1), value=IGNORE).flatten()
+    positions = inputs.get("label_positions")
+    if positions is None:
+        positions = (targets != IGNORE).nonzero().squeeze(1)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = base.get_decoder()(
         input_ids=inputs["input_ids"],
@@ -280,9 +305,9 @@ def labelled_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = 
         position_ids=inputs.get("position_ids"),
         use_cache=False,
     ).last_hidden_state
-    logits = base.get_output_embeddings()(hidden[keep]).float()
-    loss = F.cross_entropy(logits, targets[keep], reduction="sum")
-    count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    logits = base.get_output_embeddings()(hidden.flatten(0, 1).index_select(0, positions)).float()
+    loss = F.cross_entropy(logits, targets.index_select(0, positions), reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else positions.numel()
     return loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
 
 
@@ -453,6 +478,9 @@ def train_adapter(
         **(PACKED_SFT_ARGS if packed else {}),
         # whose attention mask is built on the GPU already: a data loader cannot pin it
         **({"dataloader_pin_memory": False} if packed and mask_device != "cpu" else {}),
+        # the trainer's check of every micro-batch's loss for NaN reads it back (two host
+        # synchronisations per micro-batch on a GPU); a NaN loss is then logged as NaN
+        **({"logging_nan_inf_filter": False} if fast and device != "cpu" and SYNC_FREE_STEPS else {}),
         **settings.extra,
     )
     if settings.rule not in TRAINERS:
@@ -466,7 +494,8 @@ def train_adapter(
     trainer_class = _leap_sft_trainer(trl) if packed and fast else getattr(trl, trainer_name)
     collator = None
     if packed:
-        collator = _tree_collator(model, tokenizer, attention, mask_device, not separate, lanes)
+        positions = fast and SYNC_FREE_STEPS
+        collator = _tree_collator(model, tokenizer, attention, mask_device, not separate, lanes, positions)
     throughput = _throughput_callback(collator, device)
     trainer = trainer_class(
         model=model,
