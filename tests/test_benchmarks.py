@@ -136,9 +136,9 @@ def test_choice_decoding_compares_leap_with_its_savings_switched_off(tmp_path) -
 def test_prompt_encoding_compares_leap_with_its_memos_switched_off(tmp_path) -> None:
     report = _run("prompt_encoding", tmp_path, "--episodes", "4", "--horizon", "5", "--rounds", "1")
     assert report["same_tokens"] and report["agent_steps"] == 5 and report["prompts"] == 20
-    assert set(report["ms_per_agent_step"]) == {"leap", "retokenize", "rerender", "before"}
+    assert set(report["ms_per_agent_step"]) == {"leap", "retokenize", "rerender", "listbatch", "before"}
     assert report["speedup_over_before"]["before"] == 1.0 and report["prompt_tokens_per_step"] > 100
-    assert set(report["ms_per_part"]["leap"]) == {"agent", "chat", "tokens"}
+    assert set(report["ms_per_part"]["leap"]) == {"agent", "chat", "tokens", "batch"}
 
 
 def test_train_throughput_leaves_warm_up_steps_out(tmp_path) -> None:

@@ -400,3 +400,28 @@ def test_prefix_cache_evicts_past_its_budget() -> None:
     cache.add([7, 8, 9, 10], states(4))
     cache.add([6, 6, 6], states(3))  # over 10 tokens: the least recently used entry goes
     assert cache.tokens_held == 7 and cache.lookup([1, 2, 3])[0] is None
+
+
+def test_batches_are_assembled_in_arrays_as_in_lists(monkeypatch) -> None:
+    """Rows [pad][reused prefix][pad][new tokens], each part aligned on the right: the arrays'
+    batch is the nested lists' one (rows that reuse nothing, rows with nothing new)."""
+    import random
+
+    import torch
+
+    from leap.models import transformers_backend
+    from leap.models.transformers_backend import left_padded_batch
+
+    rng = random.Random(0)
+    prompts = [[rng.randrange(1, 100) for _ in range(rng.randrange(1, 30))] for _ in range(12)]
+    reused = [rng.choice([0, len(p), rng.randrange(len(p) + 1)]) for p in prompts]
+    ids, mask = left_padded_batch(prompts, reused, pad=0)
+    assert ids.dtype == mask.dtype == torch.int64 and ids.shape == mask.shape
+    reuse_part = max(reused)
+    for row, (p, n) in enumerate(zip(prompts, reused, strict=True)):
+        assert ids[row][mask[row].bool()].tolist() == p
+        assert ids[row, reuse_part - n : reuse_part].tolist() == p[:n]
+        assert ids[row, ids.shape[1] - (len(p) - n) :].tolist() == p[n:]
+    monkeypatch.setattr(transformers_backend, "ARRAY_BATCHES", False)
+    listed = left_padded_batch(prompts, reused, pad=0)
+    assert torch.equal(ids, listed[0]) and torch.equal(mask, listed[1])

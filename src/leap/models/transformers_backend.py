@@ -64,6 +64,11 @@ GROUP_PREFILL = True
 #: measure what that saves
 CONTIGUOUS_HEAD = True
 
+#: a batch's rows are assembled in arrays (:func:`left_padded_batch`), not as nested lists given
+#: to ``torch.tensor`` (about 40 ms per agent step of 100 household rows on 2 CPU cores, 140 ms
+#: once the rows hold 2,000 tokens; benchmarks/prompt_encoding.py); off only to measure that
+ARRAY_BATCHES = True
+
 #: stop strings become stopping criteria once per model (:meth:`TransformersChatModel._stop_criteria`),
 #: not at every generate call; off only to measure what that saves
 REUSE_STOP_CRITERIA = True
@@ -78,6 +83,33 @@ def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple | None:
     if CONTIGUOUS_HEAD and args and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():
         return (args[0].contiguous(), *args[1:])
     return None
+
+
+def left_padded_batch(
+    prompts: Sequence[Sequence[int]], reused: Sequence[int], pad: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask (on the CPU) of rows laid out as [pad][the first ``reused[i]``
+    tokens][pad][the rest], the reused parts and the rest each aligned on the right."""
+    width_reused = max(reused)
+    width_new = max(len(ids) - n for ids, n in zip(prompts, reused, strict=True))
+    width = width_reused + width_new
+    if not ARRAY_BATCHES:
+        rows, masks = [], []
+        for ids, n in zip(prompts, reused, strict=True):
+            new = list(ids[n:])
+            gap_reused, gap_new = width_reused - n, width_new - len(new)
+            rows.append([pad] * gap_reused + list(ids[:n]) + [pad] * gap_new + new)
+            masks.append([0] * gap_reused + [1] * n + [0] * gap_new + [1] * len(new))
+        return torch.tensor(rows), torch.tensor(masks)
+    input_ids = np.full((len(prompts), width), pad, dtype=np.int64)
+    mask = np.zeros((len(prompts), width), dtype=np.int64)
+    for row, (ids, n) in enumerate(zip(prompts, reused, strict=True)):
+        input_ids[row, width_reused - n : width_reused] = ids[:n]
+        mask[row, width_reused - n : width_reused] = 1
+        start = width - (len(ids) - n)
+        input_ids[row, start:] = ids[n:]
+        mask[row, start:] = 1
+    return torch.from_numpy(input_ids), torch.from_numpy(mask)
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -297,15 +329,8 @@ class TransformersChatModel(ChatModel):
         pad = self.tokenizer.pad_token_id
         width_reused = max(n for _, n in reuse)
         fresh = [len(ids) - n for ids, (_, n) in zip(prompts, reuse, strict=True)]
-        width_new = max(fresh)
-        rows, masks = [], []
-        for ids, (_, n) in zip(prompts, reuse, strict=True):
-            new = ids[n:]
-            gap_reused, gap_new = width_reused - n, width_new - len(new)
-            rows.append([pad] * gap_reused + ids[:n] + [pad] * gap_new + new)
-            masks.append([0] * gap_reused + [1] * n + [0] * gap_new + [1] * len(new))
-        input_ids = torch.tensor(rows, device=self.device)
-        attention_mask = torch.tensor(masks, device=self.device)
+        input_ids, attention_mask = left_padded_batch(prompts, [n for _, n in reuse], pad)
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         processors = LogitsProcessorList()
         if constraints:
             eos = self.tokenizer.eos_token_id
