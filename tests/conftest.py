@@ -73,3 +73,41 @@ def attention_spy(monkeypatch) -> AttentionSpy:
     monkeypatch.setattr(transformers_backend, "attention_kernels", block)
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", sdpa)
     return spy
+
+
+@pytest.fixture
+def value_reads():
+    """A dispatch mode (a class; ``with value_reads() as reads:``) that records in ``reads.names``
+    every operation reading a tensor's values back to the host, which on a GPU waits for the
+    device and which a CUDA graph cannot record: ``item`` and ``bool``, outputs whose size depends
+    on values, and indexing with a boolean mask (which finds its true positions first)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    # under inference mode ``bool`` reaches the dispatcher as is_nonzero, elsewhere as
+    # _local_scalar_dense
+    reading = (
+        "aten::_local_scalar_dense",
+        "aten::is_nonzero",
+        "aten::item",
+        "aten::equal",
+        "aten::nonzero",
+        "aten::masked_select",
+    )
+    indexing = ("aten::index", "aten::index_put_", "aten::index_put")
+
+    class ValueReads(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func._schema.name
+            indices = args[1] if name in indexing else ()
+            if name in reading or any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices or ()
+            ):
+                self.names.append(name)
+            return func(*args, **(kwargs or {}))
+
+    return ValueReads

@@ -225,26 +225,8 @@ def test_a_static_cache_changes_no_reply_and_only_grows(tiny_model_path) -> None
         TransformersChatModel(tiny_model_path, device="cpu", cache="paged")
 
 
-class _NoHostSync:
-    """A dispatch mode that fails on any operation a CUDA graph cannot record: reading a tensor's
-    value on the host (``item``, ``bool``) or an output whose shape depends on values."""
-
-    SYNCS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select")
-
-    def __new__(cls):
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                if func._schema.name in cls.SYNCS:
-                    raise AssertionError(f"a host synchronisation under capture: {func._schema.name}")
-                return func(*args, **(kwargs or {}))
-
-        return Mode()
-
-
 def test_graph_decoding_changes_no_reply_and_records_a_step_without_host_syncs(
-    tiny_model_path, monkeypatch
+    tiny_model_path, monkeypatch, value_reads
 ) -> None:
     """The graphs cache's own decoding loop gives generate's greedy replies (fp32, constrained
     actions, stop strings), eagerly and through a recorded step; recording runs the step as a
@@ -257,9 +239,10 @@ def test_graph_decoding_changes_no_reply_and_records_a_step_without_host_syncs(
     recorded = []
 
     def record_on_cpu(function):
-        with pytest.MonkeyPatch.context() as capturing, _NoHostSync():
+        with pytest.MonkeyPatch.context() as capturing, value_reads() as reads:
             capturing.setattr(import_utils, "is_cuda_stream_capturing", lambda: True)
             function()
+        assert reads.names == [], f"host synchronisations under capture: {reads.names}"
         recorded.append(function)
         return function
 

@@ -275,28 +275,7 @@ def test_rows_side_by_side_in_lanes_train_as_padded_rows_with_less_padding(
         assert variant["tokens"] == alone["tokens"]
 
 
-def _value_reads():
-    """A dispatch mode that counts the operations that read a tensor's values back to the host
-    (on a GPU each waits for the device): ``item`` and ``bool``, outputs whose size depends on
-    values, and indexing with a boolean mask (which finds its true positions first)."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Reads(TorchDispatchMode):
-        count = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            name = func._schema.name
-            indices = args[1] if name in ("aten::index", "aten::index_put_", "aten::index_put") else ()
-            boolean = any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices or ())
-            if boolean or name in ("aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select"):
-                Reads.count += 1
-            return func(*args, **(kwargs or {}))
-
-    return Reads
-
-
-def test_the_leap_loss_reads_no_value_back_mid_step(tiny_model_path, data_file) -> None:
+def test_the_leap_loss_reads_no_value_back_mid_step(tiny_model_path, data_file, value_reads) -> None:
     """With the labelled positions from the collator (found on the host), the leap engine's loss
     and its backward read nothing back from the device: no synchronisation mid-step on a GPU.
     Found on the device instead, the same loss needs the positions' count back."""
@@ -322,11 +301,10 @@ def test_the_leap_loss_reads_no_value_back_mid_step(tiny_model_path, data_file) 
         collate = _tree_collator(config, tokenizer, "sdpa", "cpu", False, True, label_positions=positions)
         batch = collate([dict(r) for r in rows])
         assert ("label_positions" in batch) == positions
-        reads = _value_reads()
-        with reads():
+        with value_reads() as reads:
             loss = labelled_loss(model, batch)
             loss.backward()
-        losses[positions] = (loss.item(), reads.count)
+        losses[positions] = (loss.item(), len(reads.names))
         model.zero_grad()
     assert losses[True][1] == 0 and losses[False][1] > 0
     assert losses[True][0] == pytest.approx(losses[False][0], rel=1e-6)
