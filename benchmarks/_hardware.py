@@ -1,18 +1,56 @@
 """What the benchmarks share: the device's measured matrix-multiply peak, model FLOPs, a randomly
 initialised copy of a model (the same shapes and kernels, no weights to carry), switching one of
-leap's savings off to measure it, and writing a profile's tables."""
+leap's savings off to measure it, counting a step's operators, and writing a profile's tables."""
 
 from __future__ import annotations
 
 import argparse
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+#: operators that compute nothing on the device: allocations, a view that aten does not mark as
+#: one, and reading a value back (a wait)
+NOT_COMPUTING = frozenset(
+    {
+        "empty",
+        "empty_like",
+        "empty_strided",
+        "new_empty",
+        "new_empty_strided",
+        "_unsafe_view",
+        "_local_scalar_dense",
+        "lift_fresh",
+    }
+)
+
+
+class OperatorCount(TorchDispatchMode):
+    """Counts, by name, the aten operators that compute, views and allocations left out
+    (``with OperatorCount() as ops: ...``, then ``ops.counts``). On a GPU each is about one kernel
+    launch, each with its host-side cost, so the count says on any device, a CPU included, how much
+    launching a step asks of the host."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if not func.is_view and name not in NOT_COMPUTING:
+            self.counts[name] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
 
 def synchronize(device: str) -> None:

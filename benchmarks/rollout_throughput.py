@@ -31,7 +31,11 @@ The student is the demo's: the transcript prompt, constrained actions, greedy de
 env-steps/s, generated tokens/s and model FLOPs utilisation (2 x parameters per token computed,
 prompt tokens computed afresh plus generated tokens, against the device's measured matmul peak),
 and how many replies every mode shares with the first (greedy decoding: the same replies up to
-floating-point reordering).
+floating-point reordering). ``--count-ops`` rolls out once more per mode, untimed, counting the
+aten operators that compute (on a GPU about one kernel launch each, with its host-side cost) per
+agent step (one generate call for all rows in lockstep), and the model's eager forward passes; a
+replayed CUDA graph launches its kernels without the dispatcher, so there the count is what the
+graph leaves to the host.
 
     python benchmarks/rollout_throughput.py --episodes 16 --horizon 6 --modes lockstep,sequential
     python benchmarks/rollout_throughput.py --device cuda --random-weights --episodes 100 --horizon 20
@@ -39,13 +43,17 @@ floating-point reordering).
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import torch
 from _hardware import (
+    OperatorCount,
     linear_parameters,
     matmul_peak,
     model_arguments,
@@ -93,6 +101,49 @@ ABLATIONS = {
 }
 
 
+def student(mode: str, model_dir: str, args: argparse.Namespace) -> tuple[TransformersChatModel, LLMPolicy]:
+    """The demo's student as ``mode`` runs it, warmed up."""
+    _, options = MODES[mode]
+    model = TransformersChatModel(
+        model_dir, device=args.device, dtype=args.dtype, batch_size=args.episodes, **options
+    )
+    policy = LLMPolicy(model, prompt=TURNS, max_new_tokens=args.max_new_tokens, constrain_actions=True)
+    model.generate([[{"role": "user", "content": "warm up"}]], max_new_tokens=4)
+    return model, policy
+
+
+def roll_out(mode: str, policy: LLMPolicy, tasks: list[str], args: argparse.Namespace) -> list:
+    lockstep, _ = MODES[mode]
+    return run_episodes(
+        lambda: make_env(args.env),
+        tasks,
+        policy,
+        horizon=args.horizon,
+        batch_size=args.episodes if lockstep else 1,
+        label=mode,
+    )
+
+
+def counting_calls(model: TransformersChatModel) -> Counter[str]:
+    """Count ``model``'s generate calls (one per agent step of all rows in lockstep) and the eager
+    forward passes of its network, from now on."""
+    calls: Counter[str] = Counter()
+    generate = model.generate
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls["generate"] += 1
+        return generate(*args, **kwargs)
+
+    model.generate = counted  # type: ignore[method-assign]
+    model.model.register_forward_pre_hook(lambda *_: calls.update(["forward"]))
+    return calls
+
+
+def free_memory(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = model_arguments(__doc__)
     parser.add_argument("--env", default="household")
@@ -109,6 +160,12 @@ def main() -> None:
     )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument(
+        "--count-ops",
+        action="store_true",
+        help="after the timed rounds, roll out once more per mode counting the operators (about one "
+        "kernel launch each on a GPU) per env step and per forward pass",
+    )
+    parser.add_argument(
         "--profile",
         help="write each mode's profile (PyTorch operators, host and device, and cProfile's Python "
         "functions) to this folder; it slows the run: use few steps",
@@ -123,26 +180,14 @@ def main() -> None:
     peak = None
     # modes take turns, round after round: a drift of the machine's speed touches every mode alike
     for mode in [m for _ in range(args.repeats) for m in args.modes.split(",")]:
-        lockstep, options = MODES[mode]
-        model = TransformersChatModel(
-            model_dir, device=args.device, dtype=args.dtype, batch_size=args.episodes, **options
-        )
+        model, policy = student(mode, model_dir, args)
         if peak is None:
             peak = matmul_peak(model.device, model.dtype)
             params = linear_parameters(model.model.config)
-        policy = LLMPolicy(model, prompt=TURNS, max_new_tokens=args.max_new_tokens, constrain_actions=True)
-        model.generate([[{"role": "user", "content": "warm up"}]], max_new_tokens=4)
         before = (model.usage.prompt_tokens, model.usage.completion_tokens)
         start = time.perf_counter()
         with switched_off(ABLATIONS.get(mode)), profiled(args.profile, f"rollout-{mode}"):
-            episodes = run_episodes(
-                lambda: make_env(args.env),
-                tasks,
-                policy,
-                horizon=args.horizon,
-                batch_size=args.episodes if lockstep else 1,
-                label=mode,
-            )
+            episodes = roll_out(mode, policy, tasks, args)
         seconds = time.perf_counter() - start
         prompt = model.usage.prompt_tokens - before[0]
         generated = model.usage.completion_tokens - before[1]
@@ -170,8 +215,25 @@ def main() -> None:
                 json.dumps({"args": vars(args), "peak_flops": peak, "results": results})
             )
         del model, policy
-        if args.device.startswith("cuda"):
-            torch.cuda.empty_cache()
+        free_memory(args.device)
+
+    # one more round, untimed, with every operator counted (a fresh model: the same prefix cache
+    # hits as in a timed round)
+    for mode in args.modes.split(",") if args.count_ops else ():
+        model, policy = student(mode, model_dir, args)
+        calls = counting_calls(model)
+        with switched_off(ABLATIONS.get(mode)), OperatorCount() as ops:
+            episodes = roll_out(mode, policy, tasks, args)
+        agent_steps = max(calls["generate"], 1)
+        results[mode].update(
+            ops_per_agent_step=ops.total / agent_steps,
+            # eager forward passes of the model (a replayed CUDA graph is none: it launches its
+            # kernels without the dispatcher, so its operators are not counted either)
+            forwards_per_agent_step=calls["forward"] / agent_steps,
+            top_ops=dict(ops.counts.most_common(12)),
+        )
+        del model, policy
+        free_memory(args.device)
 
     first = next(iter(replies))
     table = Table(
@@ -181,6 +243,8 @@ def main() -> None:
         title_justify="left",
     )
     columns = ("mode", "env steps", "seconds", "each round", "env steps/s", "generated tok/s", "MFU")
+    if args.count_ops:
+        columns = (*columns, "ops/agent step", "forwards/agent step")
     for col in (*columns, f"same as {first}"):
         table.add_column(col, justify="right")
     for mode, r in results.items():
@@ -194,6 +258,11 @@ def main() -> None:
             f"{r['steps_per_second']:.2f}",
             f"{r['generated_per_second']:,.0f}",
             f"{100 * r['mfu']:.2f} %",
+            *(
+                (f"{r['ops_per_agent_step']:,.0f}", f"{r['forwards_per_agent_step']:.1f}")
+                if args.count_ops
+                else ()
+            ),
             f"{same}/{len(replies[first])}",
         )
     Console(width=150).print(table)

@@ -42,9 +42,16 @@ input gradients of frozen weights (the adapters add under 1 %), plus attention o
 causal context; the same count for every engine, so MFU ratios are throughput ratios. The peak
 is measured here (square bf16 multiplies; fp32 on CPUs without bf16 instructions).
 
+``--count-ops`` counts the aten operators of each engine's last step that compute (views and
+allocations left out; not for compiled layers): on a GPU about one kernel launch each, the
+host-side work that bounds a small model's step there, counted the same on a CPU (with
+``--torch-dropout`` every engine's step has a GPU's operators: torch's dropout, not the CPU's).
+
     python benchmarks/train_throughput.py --device cpu --steps 6
     python benchmarks/train_throughput.py --device cuda --engines trl,leap,leap-flex --random-weights
     python benchmarks/train_throughput.py --model tiny-random --episodes 4 --steps 2   # CI size
+    python benchmarks/train_throughput.py --random-weights --engines leap-batched-fp32,leap-batched-bf16 \
+        --batch-size 16 --episodes 60 --steps 3 --count-ops
 """
 
 from __future__ import annotations
@@ -57,9 +64,11 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from _hardware import (
+    OperatorCount,
     attention_flops,
     linear_parameters,
     matmul_peak,
@@ -276,6 +285,30 @@ def profiled_training(folder: str, name: str, train: Callable[..., dict]) -> dic
     return metrics
 
 
+def counting_step(step: int) -> Any:
+    """A trainer callback counting the operators of optimizer step ``step`` (from 0) with
+    :class:`OperatorCount`: its forward, backward, gradient clipping and update (the data loader
+    collates a step's micro-batches before it begins, and the trainer logs after it ends)."""
+    from transformers import TrainerCallback
+
+    class Counting(TrainerCallback):
+        def __init__(self) -> None:
+            self.ops: OperatorCount | None = None
+            self.counts: dict[str, int] | None = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                self.ops = OperatorCount()
+                self.ops.__enter__()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.ops is not None:
+                self.ops.__exit__(None, None, None)
+                self.counts, self.ops = dict(self.ops.counts), None
+
+    return Counting()
+
+
 def main() -> None:
     parser = model_arguments(__doc__)
     parser.add_argument("--engines", default="trl,leap,dpo", help=f"comma-separated: {', '.join(ENGINES)}")
@@ -301,11 +334,24 @@ def main() -> None:
         "--profile", help="write each engine's PyTorch profile (top operators) to this folder"
     )
     parser.add_argument(
+        "--count-ops",
+        action="store_true",
+        help="count the operators of each engine's last step (about one kernel launch each on a GPU); "
+        "that step is left out of the timing",
+    )
+    parser.add_argument(
+        "--torch-dropout",
+        action="store_true",
+        help="every engine with torch's LoRA dropout on a CPU too (as on a GPU), not leap.sparse_dropout",
+    )
+    parser.add_argument(
         "--padding",
         action="store_true",
         help="only count the padding of --batch-size rows per micro-batch, padded and in lanes; no training",
     )
     args = parser.parse_args()
+    if args.count_ops and args.steps < args.warmup + 2:
+        parser.error("--count-ops needs --steps of at least --warmup + 2 (the counted step is not timed)")
     logging.basicConfig(level=logging.WARNING)
 
     model_dir = model_directory(args)
@@ -363,22 +409,28 @@ def main() -> None:
                 **rule_args,
             )
             data = dpo_file if dpo else sft_file
-            with switched_off(ABLATIONS.get(name)):
+            # compiled layers run their own kernels, which no dispatch mode sees
+            counting = counting_step(steps - 1) if args.count_ops and not settings.compile else None
+            dropout = (leap.train, "SPARSE_DROPOUT_ON_CPU") if args.torch_dropout else None
+            with switched_off(ABLATIONS.get(name)), switched_off(dropout):
                 if args.profile:
                     train = partial(train_adapter, model_dir, data, folder / name, settings)
                     metrics = profiled_training(args.profile, name, train)
                 else:
-                    metrics = train_adapter(model_dir, data, folder / name, settings, seed=0)
+                    extra = [counting] if counting else None
+                    metrics = train_adapter(model_dir, data, folder / name, settings, seed=0, callbacks=extra)
+            if counting and counting.counts is not None:
+                metrics["ops_per_step"] = sum(counting.counts.values())
+                metrics["top_ops"] = dict(sorted(counting.counts.items(), key=lambda kv: -kv[1])[:12])
             if dpo:
                 metrics["tokens_per_s"] = (
                     args.batch_size * pair_tokens(model_dir, dpo_file) / metrics["seconds_per_step"]
                 )
-            if args.warmup > 1 and len(metrics.get("step_seconds", [])) > args.warmup:
-                # steady state after the warm-up steps (compiled layers compile again as shapes change)
-                seconds, tokens = (
-                    metrics["step_seconds"][args.warmup :],
-                    metrics["step_tokens"][args.warmup :],
-                )
+            # steady state after the warm-up steps (compiled layers compile again as shapes
+            # change), without the counted step
+            timed = slice(args.warmup, -1 if "ops_per_step" in metrics else None)
+            if (args.warmup > 1 or "ops_per_step" in metrics) and metrics.get("step_seconds", [])[timed]:
+                seconds, tokens = metrics["step_seconds"][timed], metrics["step_tokens"][timed]
                 metrics["seconds_per_step"] = sum(seconds) / len(seconds)
                 metrics["tokens_per_s"] = sum(tokens) / sum(seconds)
             runs = results.setdefault(name, metrics).setdefault("runs", [])
@@ -407,7 +459,7 @@ def main() -> None:
     )
     reference = next(name for name in results if name != "dpo") if set(results) - {"dpo"} else None
     columns = ("engine", "dtype", "attention", "padding", "steps", "s/step", "each round", "tokens/s", "MFU")
-    columns = (*columns, "first loss")
+    columns = (*columns, "first loss", "ops/step")
     for col in (*columns, f"vs {reference}"):
         table.add_column(col, justify="right")
     base = results[reference]["tokens_per_s"] if reference else None
@@ -424,6 +476,7 @@ def main() -> None:
             f"{m['tokens_per_s']:,.0f}",
             f"{100 * m['mfu']:.2f} %",
             f"{first:.4f}",
+            f"{m['ops_per_step']:,}" if "ops_per_step" in m else "-",
             f"{m['tokens_per_s'] / base:.2f}x" if base and name != "dpo" else "-",
         )
     console.print(table)

@@ -149,3 +149,40 @@ def test_train_throughput_leaves_warm_up_steps_out(tmp_path) -> None:
     assert len(leap["step_seconds"]) == 3
     assert leap["seconds_per_step"] == pytest.approx(leap["step_seconds"][2])
     assert leap["tokens_per_s"] == pytest.approx(leap["step_tokens"][2] / leap["step_seconds"][2])
+
+
+def test_train_throughput_counts_a_steps_operators_and_leaves_that_step_untimed(tmp_path) -> None:
+    report = _run(
+        "train_throughput",
+        tmp_path,
+        *("--engines", "leap-batched-fp32,leap-batched-bf16", "--steps", "3", "--episodes", "2"),
+        "--count-ops",
+    )
+    fp32, bf16 = (report["results"][name] for name in ("leap-batched-fp32", "leap-batched-bf16"))
+    # the same step in fp32 and in bf16 autocast, which adds the casts (each a kernel on a GPU)
+    assert 0 < fp32["ops_per_step"] < bf16["ops_per_step"]
+    assert bf16["top_ops"]["_to_copy"] > fp32["top_ops"].get("_to_copy", 0)
+    assert fp32["top_ops"]["mm"] > 0 and "view" not in fp32["top_ops"] and "empty" not in fp32["top_ops"]
+    # the counted (last) step is slowed by counting: only the step between warm-up and it is timed
+    for m in (fp32, bf16):
+        assert len(m["step_seconds"]) == 3
+        assert m["seconds_per_step"] == pytest.approx(m["step_seconds"][1])
+
+
+def test_rollout_throughput_counts_operators_per_agent_step(tmp_path) -> None:
+    report = _run(
+        "rollout_throughput",
+        tmp_path,
+        *("--episodes", "2", "--horizon", "2", "--dtype", "float32", "--max-new-tokens", "6"),
+        *("--modes", "lockstep-nocache,lockstep-graphs", "--count-ops"),
+    )
+    nocache, graphs = (report["results"][mode] for mode in ("lockstep-nocache", "lockstep-graphs"))
+    for m in (nocache, graphs):
+        # a prompt's pass and at most one pass per further token of a 6-token reply
+        assert 1 <= m["forwards_per_agent_step"] <= 6
+        # the tiny model's pass alone is over 50 operators (2 layers, its head)
+        assert m["ops_per_agent_step"] > 50 * m["forwards_per_agent_step"]
+        assert m["top_ops"]["linear"] > 0 and "view" not in m["top_ops"]
+    # the same replies, so as many passes; on a CPU the graphed decoding runs eagerly
+    assert graphs["same_replies"] == nocache["env_steps"]
+    assert graphs["forwards_per_agent_step"] == nocache["forwards_per_agent_step"]

@@ -17,7 +17,8 @@
 #     (train.bf16 auto on CUDA), in bf16 autocast without cuDNN (leap's default now) and with it
 #     (PyTorch's own order), in fp32 with each row padded to the longest (before lanes), and in
 #     fp32 with the tree mask built on the host and copied (before it was built on the GPU; the
-#     limit may cut this last one);
+#     limit may cut this last one); each engine's operators of its last step (--count-ops; on 2
+#     CPU cores 5,913 in fp32 and 7,892 in bf16, whose casts add 1,979);
 #   profile-leap-batched-bf16.txt: the PyTorch profiler's top operators of two bf16 steps
 #     without cuDNN (the fp32 step's profile is in the 2026-11-28 record);
 #   rollout.json/.log: 100 household episodes of horizon 20 without the prefix cache
@@ -28,13 +29,14 @@
 #     benchmarks/choice_decoding.py (constrained decoding's host cost per agent step, with and
 #     without leap's savings);
 #   profile-rollout-lockstep-nocache.txt: 100 episodes of horizon 2 under the PyTorch profiler and
-#     cProfile: where a decoding step's time goes (the device's kernels or the host's Python).
+#     cProfile: where a decoding step's time goes (the device's kernels or the host's Python),
+#     and in rollout.log its operators per forward pass (--count-ops).
 # On a CPU, `DEVICE=cpu SIZE=tiny bash benchmarks/gpu/check.sh` runs the same steps in a minute.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/gpu/env.sh || exit 1
 if [ "$SIZE" = tiny ]; then
-  model=(--model tiny-random); rows=(--episodes 4 --batch-size 4); steps=2; roll=(--episodes 3 --horizon 2)
+  model=(--model tiny-random); rows=(--episodes 4 --batch-size 4); steps=3; roll=(--episodes 3 --horizon 2)
   engines=leap-batched,leap-batched-bf16; probe=(--episodes 3 --horizon 1)
   kernels=(--rows 8 --train-rows 2 --train-length 64 --calls 3)
   kernel_limit=(timeout 120); train_limit=(timeout 300); profile_limit=(timeout 300); roll_limit=(timeout 300)
@@ -42,7 +44,7 @@ else
   model=(--model .bench/smollm2-shape --random-weights); rows=(--episodes 60 --batch-size 16); steps=8
   roll=(--episodes 100 --horizon 20); engines=leap-batched,leap-batched-bf16,leap-batched-bf16-cudnn,leap-batched-padded,leap-batched-hostmask
   probe=(--episodes 100 --horizon 2); kernels=(--calls 12)
-  kernel_limit=(timeout 75); train_limit=(timeout 180); profile_limit=(timeout 70); roll_limit=(timeout 210)
+  kernel_limit=(timeout 75); train_limit=(timeout 180); profile_limit=(timeout 80); roll_limit=(timeout 210)
 fi
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
@@ -64,7 +66,7 @@ grep -v "^decode \|^train " "$OUT/kernels.log" | tail -16
 
 start=$(date +%s)
 "${train_limit[@]}" python3 benchmarks/train_throughput.py "${model[@]}" --device "$DEVICE" "${rows[@]}" \
-  --steps "$steps" --engines "$engines" --json "$OUT/train.json" > "$OUT/train.log" 2>&1
+  --steps "$steps" --engines "$engines" --count-ops --json "$OUT/train.json" > "$OUT/train.log" 2>&1
 echo "train: exit $? after $(( $(date +%s) - start )) s"
 clean "$OUT/train.log" 10
 
@@ -88,6 +90,6 @@ clean "$OUT/rollout.log" 8
 
 start=$(date +%s)
 "${profile_limit[@]}" python3 benchmarks/rollout_throughput.py "${model[@]}" --device "$DEVICE" "${probe[@]}" \
-  --modes lockstep-nocache --profile "$OUT" >> "$OUT/rollout.log" 2>&1
+  --modes lockstep-nocache --profile "$OUT" --count-ops >> "$OUT/rollout.log" 2>&1
 echo "rollout profile: exit $? after $(( $(date +%s) - start )) s"
 grep -m1 -A 14 "cumulative" "$OUT/profile-rollout-lockstep-nocache.txt" 2>/dev/null | cut -c1-160
