@@ -21,6 +21,9 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
             mid-step (before leap.train.SYNC_FREE_STEPS; on a CPU that costs nothing)
   leap-compile  leap with every decoder layer compiled by torch.compile
   leap-concat-compile, leap-batched-compile, leap-batched-bf16-compile   with compiled layers
+  leap-batched-compile-graphs, leap-batched-bf16-compile-graphs   compiled layers replayed as CUDA
+            graphs on a GPU, lanes padded to a multiple of 256 tokens (train.compile: graphs; the
+            JSON's cudagraph_skips counts compiled graphs run without one: all on a CPU)
   leap-treemask leap with a dense mask on every row, plain causal rows too (as before the causal
             shortcut of leap.packing.PrefixTreeCollator)
   leap-torchdropout     leap with torch's dropout on CPU, which draws a random number per
@@ -112,6 +115,13 @@ ENGINES = {
         "micro_batch_size": "step",
         "bf16": True,
         "compile": True,
+    },
+    "leap-batched-compile-graphs": {"engine": "leap", "micro_batch_size": "step", "compile": "graphs"},
+    "leap-batched-bf16-compile-graphs": {
+        "engine": "leap",
+        "micro_batch_size": "step",
+        "bf16": True,
+        "compile": "graphs",
     },
     "leap-fp32": {"engine": "leap", "bf16": False},
     "leap-bf16": {"engine": "leap", "bf16": True},
@@ -480,6 +490,9 @@ def main() -> None:
             f"{m['tokens_per_s'] / base:.2f}x" if base and name != "dpo" else "-",
         )
     console.print(table)
+    for name, m in results.items():
+        if "cudagraph_skips" in m:
+            console.print(f"{name}: {m['cudagraph_skips']} compiled graphs ran without a CUDA graph")
     console.print(
         f"model FLOPs per token {per_token / 1e6:.0f} M (mean packed sequence {mean_length:.0f} tokens); "
         "dpo tokens/s from the mean pair length"

@@ -189,6 +189,44 @@ def test_concatenated_batched_and_compiled_rows_train_as_one_row_per_micro_batch
         assert variant["tokens"] == default["tokens"]
 
 
+def test_compiled_layers_with_graphs_pad_lanes_and_train_as_eager(
+    tiny_model_path, data_file, tmp_path, monkeypatch
+) -> None:
+    """``train.compile: graphs`` compiles every layer in torch.compile's reduce-overhead mode (a
+    CUDA graph per layer on a GPU, recorded once per shape) and pads lanes to a multiple of
+    GRAPH_WIDTH_MULTIPLE tokens, so few shapes come: the same losses as eager layers. On a CPU
+    every compiled graph runs without a CUDA graph, and the metrics say so."""
+    import leap.train
+    from leap.packing import PrefixTreeCollator
+
+    widths: list[int] = []
+    collate = PrefixTreeCollator.__call__
+
+    def spy(self, features):
+        batch = collate(self, features)
+        widths.append(batch["input_ids"].shape[1])
+        return batch
+
+    modes: list[str | None] = []
+    compile_layers = leap.train.compile_layers
+
+    def recorded(model, mode=None):
+        modes.append(mode)
+        return compile_layers(model, mode)
+
+    monkeypatch.setattr(PrefixTreeCollator, "__call__", spy)
+    monkeypatch.setattr(leap.train, "compile_layers", recorded)
+    eager = _train(tiny_model_path, data_file, tmp_path, "eager", micro_batch_size=2)
+    eager_widths, widths[:] = list(widths), []
+    graphs = _train(tiny_model_path, data_file, tmp_path, "graphs", micro_batch_size=2, compile="graphs")
+    assert modes == ["reduce-overhead"]
+    assert graphs["compile"] == "graphs" and graphs["cudagraph_skips"] > 0 and "cudagraph_skips" not in eager
+    assert widths and all(w % leap.train.GRAPH_WIDTH_MULTIPLE == 0 for w in widths)
+    assert any(w % leap.train.GRAPH_WIDTH_MULTIPLE for w in eager_widths)
+    assert graphs["tokens"] == eager["tokens"] and graphs["padding_share"] > eager["padding_share"]
+    assert _losses(graphs) == pytest.approx(_losses(eager), rel=1e-4)
+
+
 def test_lora_dropout_draws_only_the_dropped_positions_on_cpu(
     tiny_model_path, data_file, tmp_path, monkeypatch
 ) -> None:

@@ -73,8 +73,11 @@ class TrainSettings(StrictModel):
     lanes: bool = True
     #: compile every decoder layer with torch.compile (regional compilation: one layer's code,
     #: compiled once, serves all of them); the first steps pay for compiling, later steps run
-    #: fused kernels (README, Speed)
-    compile: bool = False
+    #: fused kernels (README, Speed). "graphs": also replay each compiled layer as a CUDA graph
+    #: on a GPU (torch.compile's "reduce-overhead": a launch per layer, not per operator), with
+    #: lanes padded to a multiple of :data:`GRAPH_WIDTH_MULTIPLE` tokens so that few shapes need
+    #: recording; on a CPU the same compiled layers without graphs
+    compile: bool | Literal["graphs"] = False
     #: on a GPU: let attention use cuDNN's fused kernels where PyTorch tries them first (H100,
     #: H200, B200 with CUDA 13 wheels); off: flash, memory-efficient and math only
     #: (``leap.models.attention_kernels``)
@@ -114,6 +117,12 @@ GPU_MICRO_BATCH_ROWS = 16
 #: GPU memory "auto" allows per row of a micro-batch: a 1,600-token packed row's activations
 #: took about 4.5 GB in training (fp32), so a 24 GB GPU gets at most 5 rows, an 80 GB one 16
 GPU_BYTES_PER_ROW = 4.5e9
+
+#: ``train.compile: graphs`` pads a micro-batch's lanes to a multiple of this many tokens: a CUDA
+#: graph is recorded for every new shape, and household rows of 288 to 1,235 tokens in 16-row
+#: micro-batches then take 10 shapes in their first 30 steps and 12 in 300, against 19 and 52
+#: unpadded (``benchmarks/train_throughput.py``'s rows), for up to 255 padding tokens a lane
+GRAPH_WIDTH_MULTIPLE = 256
 
 #: on CPU, LoRA dropout draws only the positions it drops (``leap.sparse_dropout``: the same
 #: distribution); off only to measure what that saves (benchmarks/train_throughput.py)
@@ -213,11 +222,13 @@ def _tree_collator(
     concatenate: bool,
     lanes: bool,
     label_positions: bool = False,
+    multiple_of: int = 1,
 ) -> Any:
     """Packed rows need a tree mask: a block mask over one sequence per micro-batch for flex
     attention, a dense 4D mask otherwise (boolean for sdpa, additive for eager), per row, per
     lane of rows side by side (``lanes``) or over the micro-batch's rows in one sequence
-    (``concatenate``); ``label_positions`` for :func:`labelled_loss`."""
+    (``concatenate``), padded to a multiple of ``multiple_of`` tokens; ``label_positions`` for
+    :func:`labelled_loss`."""
     from leap.packing import PrefixTreeCollator
 
     pad = tokenizer.pad_token_id
@@ -240,22 +251,40 @@ def _tree_collator(
         mask="bool" if implementation == "sdpa" else "float",
         concatenate=concatenate,
         lanes=lanes,
+        multiple_of=multiple_of,
         device=device,
         label_positions=label_positions,
     )
 
 
-def compile_layers(model: Any) -> int:
+def compile_layers(model: Any, mode: str | None = None) -> int:
     """Compile each decoder layer of ``model`` (a transformers causal LM, or a PEFT model around
-    one) in place with torch.compile; returns how many. The layers compile at their first call,
-    so adapters added afterwards are compiled with them."""
+    one) in place with torch.compile in ``mode`` (its default where None); returns how many. The
+    layers compile at their first call, so adapters added afterwards are compiled with them."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = getattr(base.get_decoder(), "layers", None)
     if not layers:
         raise ValueError(f"train.compile: {type(base).__name__} has no decoder layers to compile")
     for layer in layers:
-        layer.compile()
+        layer.compile(**({"mode": mode} if mode else {}))
     return len(layers)
+
+
+def _graph_steps() -> Any:
+    """A trainer callback that tells torch.compile's CUDA graphs where each micro-batch begins
+    (``torch.compiler.cudagraph_mark_step_begin``): a new pass may then reuse the memory of the
+    previous micro-batch's recorded layers, whose outputs nothing holds any more."""
+    import torch
+    from transformers import TrainerCallback
+
+    class GraphSteps(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            torch.compiler.cudagraph_mark_step_begin()
+
+        def on_substep_end(self, args, state, control, **kwargs):
+            torch.compiler.cudagraph_mark_step_begin()
+
+    return GraphSteps()
 
 
 def frozen_weights_to_bf16(model: Any) -> int:
@@ -433,8 +462,9 @@ def train_adapter(
     if init_adapter is not None:
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
         peft_config = None
+    graphs = settings.compile == "graphs"
     if settings.compile:
-        compile_layers(model)
+        compile_layers(model, "reduce-overhead" if graphs else None)
 
     checkpointing = _checkpointing_argument()
     # packed rows under sdpa are batch rows of their own (micro_batch_size of them per
@@ -495,7 +525,10 @@ def train_adapter(
     collator = None
     if packed:
         positions = fast and SYNC_FREE_STEPS
-        collator = _tree_collator(model, tokenizer, attention, mask_device, not separate, lanes, positions)
+        multiple = GRAPH_WIDTH_MULTIPLE if graphs and attention == "sdpa" else 1
+        collator = _tree_collator(
+            model, tokenizer, attention, mask_device, not separate, lanes, positions, multiple
+        )
     throughput = _throughput_callback(collator, device)
     trainer = trainer_class(
         model=model,
@@ -503,7 +536,7 @@ def train_adapter(
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[throughput, *(callbacks or [])],
+        callbacks=[throughput, *([_graph_steps()] if graphs else []), *(callbacks or [])],
         **({"data_collator": collator} if packed else {}),
     )
     sparse_dropout = fast and device == "cpu" and SPARSE_DROPOUT_ON_CPU
@@ -514,6 +547,10 @@ def train_adapter(
     # SFT only: DPO and KTO compute their reference model's outputs where autocast may be off
     bf16_weights = packed and fast and common["bf16"] and BF16_FROZEN_WEIGHTS
     bf16_weights = bf16_weights and frozen_weights_to_bf16(trainer.model) > 0
+    if graphs:
+        from torch._dynamo.utils import counters
+
+        skips_before = counters["inductor"]["cudagraph_skips"]
     with attention_kernels(device, settings.cudnn_attention):
         result = trainer.train()
     staging = out_dir.with_name(out_dir.name + ".partial")
@@ -535,6 +572,9 @@ def train_adapter(
         "micro_batch_size": rows_per_micro_batch,
         "lanes": lanes,
         "compile": settings.compile,
+        # compiled layers that torch.compile ran without a CUDA graph (it says why in its log):
+        # all of them on a CPU
+        **({"cudagraph_skips": counters["inductor"]["cudagraph_skips"] - skips_before} if graphs else {}),
         "cudnn_attention": settings.cudnn_attention,
         "frozen_weights": "bf16" if bf16_weights else "fp32",
         "lora_dropout": "sparse" if sparse_dropout else ("torch" if settings.lora_dropout else "none"),
