@@ -196,6 +196,8 @@ def test_compiled_layers_with_graphs_pad_lanes_and_train_as_eager(
     CUDA graph per layer on a GPU, recorded once per shape) and pads lanes to a multiple of
     GRAPH_WIDTH_MULTIPLE tokens, so few shapes come: the same losses as eager layers. On a CPU
     every compiled graph runs without a CUDA graph, and the metrics say so."""
+    from torch._dynamo.utils import counters
+
     import leap.train
     from leap.packing import PrefixTreeCollator
 
@@ -218,8 +220,12 @@ def test_compiled_layers_with_graphs_pad_lanes_and_train_as_eager(
     monkeypatch.setattr(leap.train, "compile_layers", recorded)
     eager = _train(tiny_model_path, data_file, tmp_path, "eager", micro_batch_size=2)
     eager_widths, widths[:] = list(widths), []
+    counters.clear()
     graphs = _train(tiny_model_path, data_file, tmp_path, "graphs", micro_batch_size=2, compile="graphs")
     assert modes == ["reduce-overhead"]
+    # one compilation for both layers and every micro-batch's shape, but for a micro-batch of
+    # one lane (the epoch's odd last row): torch.compile specialises sizes of 1
+    assert counters["stats"]["unique_graphs"] == 2 and len(set(widths)) > 1
     assert graphs["compile"] == "graphs" and graphs["cudagraph_skips"] > 0 and "cudagraph_skips" not in eager
     assert widths and all(w % leap.train.GRAPH_WIDTH_MULTIPLE == 0 for w in widths)
     assert any(w % leap.train.GRAPH_WIDTH_MULTIPLE for w in eager_widths)

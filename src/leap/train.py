@@ -260,13 +260,20 @@ def _tree_collator(
 def compile_layers(model: Any, mode: str | None = None) -> int:
     """Compile each decoder layer of ``model`` (a transformers causal LM, or a PEFT model around
     one) in place with torch.compile in ``mode`` (its default where None); returns how many. The
-    layers compile at their first call, so adapters added afterwards are compiled with them."""
+    layers compile at their first call, so adapters added afterwards are compiled with them.
+
+    One compilation serves every layer and micro-batch: shapes are dynamic from the start (the
+    lanes' count and width change from one micro-batch to the next, and each new kind of change
+    compiled again: 3 compilations before the shapes settled), and the first layer's input
+    takes a gradient like every other layer's (the frozen embeddings' output takes none, which
+    compiled that layer separately). The hidden size stays fixed, as the weights fix it."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = getattr(base.get_decoder(), "layers", None)
     if not layers:
         raise ValueError(f"train.compile: {type(base).__name__} has no decoder layers to compile")
+    base.enable_input_require_grads()
     for layer in layers:
-        layer.compile(**({"mode": mode} if mode else {}))
+        layer.compile(dynamic=True, **({"mode": mode} if mode else {}))
     return len(layers)
 
 
