@@ -196,6 +196,7 @@ def test_compiled_layers_with_graphs_pad_lanes_and_train_as_eager(
     CUDA graph per layer on a GPU, recorded once per shape) and pads lanes to a multiple of
     GRAPH_WIDTH_MULTIPLE tokens, so few shapes come: the same losses as eager layers. On a CPU
     every compiled graph runs without a CUDA graph, and the metrics say so."""
+    import torch
     from torch._dynamo.utils import counters
 
     import leap.train
@@ -216,13 +217,19 @@ def test_compiled_layers_with_graphs_pad_lanes_and_train_as_eager(
         modes.append(mode)
         return compile_layers(model, mode)
 
+    marks: list[int] = []
     monkeypatch.setattr(PrefixTreeCollator, "__call__", spy)
     monkeypatch.setattr(leap.train, "compile_layers", recorded)
-    eager = _train(tiny_model_path, data_file, tmp_path, "eager", micro_batch_size=2)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    # two micro-batches of two rows per optimizer step
+    rows = {"batch_size": 4, "micro_batch_size": 2}
+    eager = _train(tiny_model_path, data_file, tmp_path, "eager", **rows)
     eager_widths, widths[:] = list(widths), []
     counters.clear()
-    graphs = _train(tiny_model_path, data_file, tmp_path, "graphs", micro_batch_size=2, compile="graphs")
+    graphs = _train(tiny_model_path, data_file, tmp_path, "graphs", compile="graphs", **rows)
     assert modes == ["reduce-overhead"]
+    # a new step for the graphs at every optimizer step, not between its micro-batches
+    assert len(marks) == graphs["steps"] == 3 and graphs["micro_batches"] == 6
     # one compilation for both layers and every micro-batch's shape, but for a micro-batch of
     # one lane (the epoch's odd last row): torch.compile specialises sizes of 1
     assert counters["stats"]["unique_graphs"] == 2 and len(set(widths)) > 1

@@ -278,17 +278,17 @@ def compile_layers(model: Any, mode: str | None = None) -> int:
 
 
 def _graph_steps() -> Any:
-    """A trainer callback that tells torch.compile's CUDA graphs where each micro-batch begins
-    (``torch.compiler.cudagraph_mark_step_begin``): a new pass may then reuse the memory of the
-    previous micro-batch's recorded layers, whose outputs nothing holds any more."""
+    """A trainer callback that tells torch.compile's CUDA graphs where each optimizer step begins
+    (``torch.compiler.cudagraph_mark_step_begin``): the step's passes may then reuse the memory of
+    the previous step's recorded layers, whose outputs nothing holds any more (the optimizer has
+    taken the gradients and the trainer has set them to None). Not between the micro-batches of
+    a step: the gradients summed over them may still be the recorded backward passes' outputs,
+    which torch.compile then keeps apart from the next pass's memory on its own."""
     import torch
     from transformers import TrainerCallback
 
     class GraphSteps(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
-            torch.compiler.cudagraph_mark_step_begin()
-
-        def on_substep_end(self, args, state, control, **kwargs):
             torch.compiler.cudagraph_mark_step_begin()
 
     return GraphSteps()
