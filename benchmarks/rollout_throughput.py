@@ -163,7 +163,7 @@ def main() -> None:
         "--count-ops",
         action="store_true",
         help="after the timed rounds, roll out once more per mode counting the operators (about one "
-        "kernel launch each on a GPU) per env step and per forward pass",
+        "kernel launch each on a GPU) per agent step, and the model's eager forward passes",
     )
     parser.add_argument(
         "--profile",
