@@ -432,10 +432,6 @@ def main() -> None:
             if counting and counting.counts is not None:
                 metrics["ops_per_step"] = sum(counting.counts.values())
                 metrics["top_ops"] = dict(sorted(counting.counts.items(), key=lambda kv: -kv[1])[:12])
-            if dpo:
-                metrics["tokens_per_s"] = (
-                    args.batch_size * pair_tokens(model_dir, dpo_file) / metrics["seconds_per_step"]
-                )
             # steady state after the warm-up steps (compiled layers compile again as shapes
             # change), without the counted step
             timed = slice(args.warmup, -1 if "ops_per_step" in metrics else None)
@@ -443,6 +439,10 @@ def main() -> None:
                 seconds, tokens = metrics["step_seconds"][timed], metrics["step_tokens"][timed]
                 metrics["seconds_per_step"] = sum(seconds) / len(seconds)
                 metrics["tokens_per_s"] = sum(tokens) / sum(seconds)
+            if dpo:  # pairs come without the packed rows' collator: tokens from their mean length
+                metrics["tokens_per_s"] = (
+                    args.batch_size * pair_tokens(model_dir, dpo_file) / metrics["seconds_per_step"]
+                )
             runs = results.setdefault(name, metrics).setdefault("runs", [])
             runs.append({key: metrics[key] for key in ("seconds_per_step", "tokens_per_s")})
             # the median over the rounds so far
