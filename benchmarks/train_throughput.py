@@ -24,6 +24,9 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
   leap-batched-compile-graphs, leap-batched-bf16-compile-graphs   compiled layers replayed as CUDA
             graphs on a GPU, lanes padded to a multiple of 256 tokens (train.compile: graphs; the
             JSON's cudagraph_skips counts compiled graphs run without one: all on a CPU)
+  leap-batched-bf16-compile-graphs-blocking   the bf16 graphs with the batch's tensors copied to
+            the device by the trainer from ordinary host memory, each copy waiting for the device
+            (before PrefixTreeCollator.copy_ahead; the same on a CPU)
   leap-treemask leap with a dense mask on every row, plain causal rows too (as before the causal
             shortcut of leap.packing.PrefixTreeCollator)
   leap-torchdropout     leap with torch's dropout on CPU, which draws a random number per
@@ -123,6 +126,12 @@ ENGINES = {
         "bf16": True,
         "compile": "graphs",
     },
+    "leap-batched-bf16-compile-graphs-blocking": {
+        "engine": "leap",
+        "micro_batch_size": "step",
+        "bf16": True,
+        "compile": "graphs",
+    },
     "leap-fp32": {"engine": "leap", "bf16": False},
     "leap-bf16": {"engine": "leap", "bf16": True},
     "leap-batched-fp32": {"engine": "leap", "micro_batch_size": "step", "bf16": False},
@@ -149,6 +158,7 @@ ENGINES = {
 ABLATIONS = {
     "leap-treemask": (PrefixTreeCollator, "causal_shortcut"),
     "leap-batched-hostmask": (PrefixTreeCollator, "mask_on_device"),
+    "leap-batched-bf16-compile-graphs-blocking": (PrefixTreeCollator, "copy_ahead"),
     "leap-batched-syncs": (leap.train, "SYNC_FREE_STEPS"),
     "leap-torchdropout": (leap.train, "SPARSE_DROPOUT_ON_CPU"),
     "leap-castweights": (leap.train, "BF16_FROZEN_WEIGHTS"),

@@ -290,15 +290,33 @@ def test_the_tree_mask_is_built_on_the_device_that_uses_it(demos, tiny_model_pat
     samples = _samples(episode, TURNS, targets) + _samples(demos[1], TURNS)
     rows = [sft_features(tokenizer, r["prompt"], r["completion"]) for r in sft_rows(samples)]
     packed = pack_shared_prefixes(rows, max_length=4096)
-    on_host = PrefixTreeCollator(tokenizer.pad_token_id, mask=kind, lanes=True)
+    on_host = PrefixTreeCollator(tokenizer.pad_token_id, mask=kind, lanes=True, label_positions=True)
     on_host.mask_on_device = False
     expected = on_host(packed)
     here = PrefixTreeCollator(tokenizer.pad_token_id, mask=kind, lanes=True)(packed)
     assert torch.equal(here["attention_mask"], expected["attention_mask"])
-    meta = PrefixTreeCollator(tokenizer.pad_token_id, mask=kind, lanes=True, device="meta")(packed)
-    assert meta["attention_mask"].device.type == "meta"
-    assert meta["attention_mask"].shape == expected["attention_mask"].shape
-    assert meta["attention_mask"].dtype == expected["attention_mask"].dtype
-    assert all(torch.equal(meta[k], expected[k]) for k in ("input_ids", "labels", "position_ids"))
+    # the mask, and (copy_ahead) the batch's other tensors with it: nothing left for the trainer
+    # to copy from host memory, which on a GPU waits for the device
+    collate = PrefixTreeCollator(
+        tokenizer.pad_token_id, mask=kind, lanes=True, device="meta", label_positions=True
+    )
+    meta = collate(packed)
+    names = {"input_ids", "labels", "position_ids", "label_positions", "attention_mask"}
+    assert set(meta) == set(expected) == names
+    for name, tensor in meta.items():
+        assert tensor.device.type == "meta"
+        assert tensor.shape == expected[name].shape and tensor.dtype == expected[name].dtype
+    # plain causal rows get no mask, and still arrive on the device
+    plain = pack_shared_prefixes(
+        [sft_features(tokenizer, r["prompt"], r["completion"]) for r in sft_rows(_samples(demos[1], TURNS))],
+        max_length=4096,
+    )
+    plain_batch = collate(plain[:1])
+    assert "attention_mask" not in plain_batch and plain_batch["input_ids"].device.type == "meta"
+    # without copying ahead only the mask is built there (the trainer copies the rest)
+    collate.copy_ahead = False
+    behind = collate(packed)
+    assert behind["attention_mask"].device.type == "meta"
+    assert all(torch.equal(behind[k], expected[k]) for k in ("input_ids", "labels", "position_ids"))
     model = SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa"))
     assert _tree_collator(model, tokenizer, "sdpa", "cuda", False, True).device == "cuda"

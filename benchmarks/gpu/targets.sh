@@ -17,7 +17,10 @@
 #       (forward, backward) instead of about 200 operators, the way to a step bound by the GPU's
 #       arithmetic rather than its host. Lanes are padded to multiples of 256 tokens, so about
 #       10 shapes are recorded in the first steps; cudagraph_skips in the JSON counts the
-#       compiled graphs that ran without one (inductor's log says why);
+#       compiled graphs that ran without one (inductor's log says why). Then the same with the
+#       batch copied to the GPU by the trainer from ordinary host memory (-blocking): each such
+#       copy waits for the work queued on the device, so the host cannot prepare the next
+#       micro-batch while a step computes (PrefixTreeCollator.copy_ahead);
 #     - eager bf16 autocast and TF32. A step bound by launching pays for every operator: on 2
 #       CPU cores bf16 autocast's step counted 7,892 operators against fp32's 5,913 (its casts:
 #       1,979; 840 of them the adapters' weights and their gradients, cast at every
@@ -41,8 +44,9 @@ if [ "$SIZE" = tiny ]; then
 else
   model=(--model .bench/smollm2-shape --random-weights); rows=(--episodes 60 --batch-size 16)
   steps=(--steps 30 --warmup 10); train_limit=(timeout 250)
-  engines=leap-batched,leap-batched-bf16-compile-graphs,leap-batched-bf16,leap-batched-tf32
-  engines=$engines,leap-batched-compile-graphs,leap-batched-bf16-compile,leap-batched-syncs,leap-batched-compile
+  engines=leap-batched,leap-batched-bf16-compile-graphs,leap-batched-bf16-compile-graphs-blocking
+  engines=$engines,leap-batched-bf16,leap-batched-tf32,leap-batched-compile-graphs,leap-batched-bf16-compile
+  engines=$engines,leap-batched-syncs,leap-batched-compile
   roll=(--episodes 100 --horizon 20); probe=(--episodes 100 --horizon 2); roll_limit=(timeout 190)
 fi
 log="$OUT/targets.log"

@@ -181,7 +181,8 @@ class PrefixTreeCollator:
         device: where the attention mask is built: the device that uses it. A dense mask of 16
             household rows side by side took the host about 47 ms on 2 CPU cores, plus its copy
             to the GPU (13 MB); built there from the rows' sequence, branch and anchor indices it
-            is a few element-wise kernels (:attr:`mask_on_device`).
+            is a few element-wise kernels (:attr:`mask_on_device`). The batch's other tensors
+            go there too, copied without waiting for the device (:attr:`copy_ahead`).
 
     A micro-batch whose rows are all plain causal sequences (no branches, no padding, one
     sequence per row) gets no dense mask: the model's attention then runs its causal kernel,
@@ -192,6 +193,12 @@ class PrefixTreeCollator:
     causal_shortcut: bool = True
     #: build a dense mask on ``device``, not on the host (off only to measure what it saves)
     mask_on_device: bool = True
+    #: with the mask built on ``device``, hand the whole batch there too, copied from pinned host
+    #: memory without waiting. On a GPU a copy from ordinary host memory first waits for all the
+    #: work queued on the device: the host stopped at every tensor of every micro-batch (and the
+    #: trainer, counting a step's labels on the host, copied the count too), unable to prepare
+    #: the next micro-batch while the GPU computes. Off only to measure what that saves
+    copy_ahead: bool = True
 
     def __init__(
         self,
@@ -270,11 +277,11 @@ class PrefixTreeCollator:
             t["label_positions"] = (targets != IGNORE).flatten().nonzero().squeeze(1)
         if self.mask == "block":
             t["attention_mask"] = self._block_mask(seq, branch, anchor)
-            return t
+            return self._on_device(t)
         if self.causal_shortcut and bool((branch == 0).all()) and bool((seq == 0).all()):
-            return t
+            return self._on_device(t)
         if self.mask_on_device:
-            seq, branch, anchor = (x.to(self.device) for x in (seq, branch, anchor))
+            seq, branch, anchor = self._moved(seq, branch, anchor)
         index = torch.arange(seq.shape[1], device=seq.device)
         allowed = tree_allowed(
             index[:, None],
@@ -291,12 +298,30 @@ class PrefixTreeCollator:
                 ~mask, torch.finfo(torch.float32).min
             )
         t["attention_mask"] = mask
-        return t
+        return self._on_device(t)
+
+    def _moved(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """``tensors`` on the collator's device; onto a GPU from pinned memory without waiting
+        (``copy_ahead``)."""
+        target = torch.device(self.device)
+        if not self.copy_ahead:
+            return [x.to(target) for x in tensors]
+        pin = target.type == "cuda"
+        pinned = [x.pin_memory() if pin and x.device.type == "cpu" else x for x in tensors]
+        return [x.to(target, non_blocking=True) for x in pinned]
+
+    def _on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch's host tensors moved to the device where its mask is built
+        (``copy_ahead``); as they are where the mask stays on the host."""
+        if not (self.copy_ahead and self.mask_on_device) or torch.device(self.device).type == "cpu":
+            return batch
+        names = [k for k, v in batch.items() if isinstance(v, torch.Tensor)]
+        return batch | dict(zip(names, self._moved(*(batch[k] for k in names)), strict=True))
 
     def _block_mask(self, seq: torch.Tensor, branch: torch.Tensor, anchor: torch.Tensor) -> Any:
         from torch.nn.attention.flex_attention import create_block_mask
 
-        seq, branch, anchor = (x.to(self.device) for x in (seq, branch, anchor))
+        seq, branch, anchor = self._moved(seq, branch, anchor)
 
         def mask_mod(b: Any, h: Any, q: Any, kv: Any) -> Any:
             return tree_allowed(q, kv, seq[b, q], seq[b, kv], branch[b, q], branch[b, kv], anchor[b, q])
