@@ -223,7 +223,7 @@ def main() -> None:
         model, policy = student(mode, model_dir, args)
         calls = counting_calls(model)
         with switched_off(ABLATIONS.get(mode)), OperatorCount() as ops:
-            episodes = roll_out(mode, policy, tasks, args)
+            roll_out(mode, policy, tasks, args)
         agent_steps = max(calls["generate"], 1)
         results[mode].update(
             ops_per_agent_step=ops.total / agent_steps,

@@ -260,7 +260,10 @@ def collation_ms(model_dir: str, sft_file: Path, rows: int, device: str, draws: 
 def padding_shares(model_dir: str, sft_file: Path, rows: int, draws: int = 200) -> dict[str, float]:
     """The share of computed positions that are padding, and the attention pairs computed per
     pair a row needs, for micro-batches of ``rows`` packed rows drawn at random (seed 0) from
-    ``sft_file``: each row padded to the longest, or side by side in lanes (``leap.packing``)."""
+    ``sft_file``: each row padded to the longest, or side by side in lanes (``leap.packing``).
+    Also how many distinct micro-batch shapes (lanes, width) the first 30 and all draws take, in
+    lanes as wide as the longest row and padded as ``train.compile: graphs`` pads them (each new
+    shape is a CUDA graph to record)."""
     import random
 
     from leap.packing import fill_lanes
@@ -268,6 +271,8 @@ def padding_shares(model_dir: str, sft_file: Path, rows: int, draws: int = 200) 
     lengths = [len(r["input_ids"]) for r in packed_rows(model_dir, sft_file)]
     draw = random.Random(0)
     real = padded = lanes = pairs = padded_pairs = lane_pairs = 0
+    shapes: dict[str, list[tuple[int, int]]] = {"lanes": [], "graph_lanes": []}
+    multiple = leap.train.GRAPH_WIDTH_MULTIPLE
     for _ in range(draws):
         batch = draw.sample(lengths, min(rows, len(lengths)))
         width = max(batch)
@@ -275,12 +280,19 @@ def padding_shares(model_dir: str, sft_file: Path, rows: int, draws: int = 200) 
         real, padded, lanes = real + sum(batch), padded + len(batch) * width, lanes + n_lanes * width
         pairs += sum(n * n for n in batch)
         padded_pairs, lane_pairs = padded_pairs + len(batch) * width**2, lane_pairs + n_lanes * width**2
+        graph_width = -(-width // multiple) * multiple
+        shapes["lanes"].append((n_lanes, width))
+        shapes["graph_lanes"].append((len(fill_lanes(batch, graph_width)), graph_width))
     return {
         "rows": rows,
         "padded_padding_share": 1 - real / padded,
         "lanes_padding_share": 1 - real / lanes,
         "padded_attention_per_pair": padded_pairs / pairs,
         "lanes_attention_per_pair": lane_pairs / pairs,
+        "distinct_shapes": {
+            way: {"first_30": len(set(seen[:30])), "all": len(set(seen))} for way, seen in shapes.items()
+        },
+        "draws": draws,
     }
 
 
@@ -396,7 +408,11 @@ def main() -> None:
             f"{shares['lanes_attention_per_pair']:.2f} in lanes; collated onto {args.device} in "
             f"{shares['collation_ms']['host']:.1f} ms with the mask built on the host, "
             f"{shares['collation_ms']['device']:.1f} ms built there ({shares['collation_ms']['rows']:.1f} ms "
-            f"without a mask)"
+            f"without a mask); distinct shapes in the first 30 and all {shares['draws']} micro-batches: "
+            + ", ".join(
+                f"{seen['first_30']} and {seen['all']} {way.replace('_', ' ')}"
+                for way, seen in shares["distinct_shapes"].items()
+            )
         )
         if args.json:
             Path(args.json).write_text(json.dumps({"args": vars(args), "padding": shares}, indent=2))

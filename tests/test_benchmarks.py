@@ -70,6 +70,10 @@ def test_train_throughput_counts_the_padding_of_micro_batches(tmp_path) -> None:
     # collating a micro-batch: the mask on the host or on the device, and the rows without it
     assert set(shares["collation_ms"]) == {"host", "device", "rows"}
     assert all(ms > 0 for ms in shares["collation_ms"].values())
+    # lanes padded as train.compile: graphs pads them take no more shapes than unpadded lanes
+    seen = shares["distinct_shapes"]
+    assert 1 <= seen["graph_lanes"]["first_30"] <= seen["lanes"]["first_30"] <= 30
+    assert seen["graph_lanes"]["all"] <= seen["lanes"]["all"] <= shares["draws"]
 
 
 @pytest.mark.slow

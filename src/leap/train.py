@@ -120,8 +120,8 @@ GPU_BYTES_PER_ROW = 4.5e9
 
 #: ``train.compile: graphs`` pads a micro-batch's lanes to a multiple of this many tokens: a CUDA
 #: graph is recorded for every new shape, and household rows of 288 to 1,235 tokens in 16-row
-#: micro-batches then take 10 shapes in their first 30 steps and 12 in 300, against 19 and 52
-#: unpadded (``benchmarks/train_throughput.py``'s rows), for up to 255 padding tokens a lane
+#: micro-batches then take 10 shapes in their first 30 steps and 11 in 200, against 19 and 47
+#: unpadded (``benchmarks/train_throughput.py --padding``), for up to 255 padding tokens a lane
 GRAPH_WIDTH_MULTIPLE = 256
 
 #: on CPU, LoRA dropout draws only the positions it drops (``leap.sparse_dropout``: the same
