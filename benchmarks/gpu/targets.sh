@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The candidates for issue 18's GPU targets in one call of a lent machine (about 8 minutes),
+# The candidates for issue 18's GPU targets in one call of a lent machine (at most about 9
+# minutes: its time limits add up to 515 s),
 # after `bash benchmarks/gpu/prepare.sh` here:
 #   run(command="bash benchmarks/gpu/targets.sh", carry=[".whl", ".bench"], timeout_s=570)
 # Where only one call fits a session's device time, this one before check.sh (check.sh asks
