@@ -27,6 +27,10 @@ them, or a run's training file), the same LoRA settings and the same seed go thr
   leap-batched-bf16-compile-graphs-blocking   the bf16 graphs with the batch's tensors copied to
             the device by the trainer from ordinary host memory, each copy waiting for the device
             (before PrefixTreeCollator.copy_ahead; the same on a CPU)
+  leap-batched-bf16-compile-graphs-logsync   the bf16 graphs logging every step and waiting for
+            the device at every step's end to time it (before leap.train.GPU_LOGGING_STEPS and
+            EVENT_TIMING: every other engine logs every 10th step on a GPU and times steps with
+            CUDA events; on a CPU all log every step)
   leap-treemask leap with a dense mask on every row, plain causal rows too (as before the causal
             shortcut of leap.packing.PrefixTreeCollator)
   leap-torchdropout     leap with torch's dropout on CPU, which draws a random number per
@@ -132,6 +136,13 @@ ENGINES = {
         "bf16": True,
         "compile": "graphs",
     },
+    "leap-batched-bf16-compile-graphs-logsync": {
+        "engine": "leap",
+        "micro_batch_size": "step",
+        "bf16": True,
+        "compile": "graphs",
+        "logging_steps": 1,
+    },
     "leap-fp32": {"engine": "leap", "bf16": False},
     "leap-bf16": {"engine": "leap", "bf16": True},
     "leap-batched-fp32": {"engine": "leap", "micro_batch_size": "step", "bf16": False},
@@ -160,6 +171,7 @@ ABLATIONS = {
     "leap-batched-hostmask": (PrefixTreeCollator, "mask_on_device"),
     "leap-batched-bf16-compile-graphs-blocking": (PrefixTreeCollator, "copy_ahead"),
     "leap-batched-syncs": (leap.train, "SYNC_FREE_STEPS"),
+    "leap-batched-bf16-compile-graphs-logsync": (leap.train, "EVENT_TIMING"),
     "leap-torchdropout": (leap.train, "SPARSE_DROPOUT_ON_CPU"),
     "leap-castweights": (leap.train, "BF16_FROZEN_WEIGHTS"),
 }

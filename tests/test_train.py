@@ -359,3 +359,66 @@ def test_the_leap_loss_reads_no_value_back_mid_step(tiny_model_path, data_file, 
         model.zero_grad()
     assert losses[True][1] == 0 and losses[False][1] > 0
     assert losses[True][0] == pytest.approx(losses[False][0], rel=1e-6)
+
+
+def test_steps_read_nothing_back_and_the_log_reads_at_its_steps_only(
+    tiny_model_path, tmp_path, value_reads
+) -> None:
+    """Each optimizer step of the leap engine (micro-batches with a tree mask, the trainer's NaN
+    check off as on a GPU) reads no value back; the log reads the loss and the gradient norm at
+    the first step and every ``logging_steps``-th only, so on a GPU the host can queue the steps
+    between logs ahead of the device. (A micro-batch of one plain row, without a mask, still
+    reads once: transformers looks for packed sequences in its positions.)"""
+    from transformers import TrainerCallback
+
+    from leap.train import GPU_LOGGING_STEPS, _logging_steps
+
+    assert _logging_steps(TrainSettings(), "cpu") == 1
+    assert _logging_steps(TrainSettings(), "cuda:0") == GPU_LOGGING_STEPS > 1
+    assert _logging_steps(TrainSettings(logging_steps=3), "cuda") == 3
+
+    class Windows(TrainerCallback):
+        """Reads within each step, and within each step's log (its end to the log's callback)."""
+
+        def __init__(self, reads) -> None:
+            self.reads, self.mark = reads, 0
+            self.steps: dict[int, int] = {}
+            self.logs: dict[int, int] = {}
+
+        def _since(self) -> int:
+            count, self.mark = len(self.reads.names) - self.mark, len(self.reads.names)
+            return count
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._since()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps[state.global_step] = self._since()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if "loss" in (logs or {}):
+                self.logs[state.global_step] = self._since()
+
+    # four rows: two micro-batches of two rows in lanes per epoch, each with a mask
+    rows = _rows_file(tmp_path, ["train/0001", "train/0002", "train/0003", "train/0007"])
+    curves = {}
+    for every in (1, 3):
+        with value_reads() as reads:
+            windows = Windows(reads)
+            metrics = _train(
+                tiny_model_path,
+                rows,
+                tmp_path,
+                f"log-{every}",
+                [windows],
+                max_steps=6,
+                micro_batch_size=2,
+                logging_steps=every,
+                extra={"logging_nan_inf_filter": False},
+            )
+        assert metrics["steps"] == 6
+        assert windows.steps == dict.fromkeys(range(1, 7), 0), every
+        assert list(windows.logs) == [row["step"] for row in metrics["loss_curve"]]
+        assert min(windows.logs.values()) >= 2  # the loss and the gradient norm
+        curves[every] = list(windows.logs)
+    assert curves == {1: [1, 2, 3, 4, 5, 6], 3: [1, 3, 6]}

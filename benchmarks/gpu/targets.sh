@@ -21,7 +21,10 @@
 #       compiled graphs that ran without one (inductor's log says why). Then the same with the
 #       batch copied to the GPU by the trainer from ordinary host memory (-blocking): each such
 #       copy waits for the work queued on the device, so the host cannot prepare the next
-#       micro-batch while a step computes (PrefixTreeCollator.copy_ahead);
+#       micro-batch while a step computes (PrefixTreeCollator.copy_ahead); and with the log's
+#       value reads at every step and a wait for the device to time each step (-logsync):
+#       the others log every 10th step (train.logging_steps auto) and time steps with CUDA
+#       events, so the host queues the steps between logs ahead of the device;
 #     - eager bf16 autocast and TF32. A step bound by launching pays for every operator: on 2
 #       CPU cores bf16 autocast's step counted 7,892 operators against fp32's 5,913 (its casts:
 #       1,979; 840 of them the adapters' weights and their gradients, cast at every
@@ -46,6 +49,7 @@ else
   model=(--model .bench/smollm2-shape --random-weights); rows=(--episodes 60 --batch-size 16)
   steps=(--steps 30 --warmup 10); train_limit=(timeout 250)
   engines=leap-batched,leap-batched-bf16-compile-graphs,leap-batched-bf16-compile-graphs-blocking
+  engines=$engines,leap-batched-bf16-compile-graphs-logsync
   engines=$engines,leap-batched-bf16,leap-batched-tf32,leap-batched-compile-graphs,leap-batched-bf16-compile
   engines=$engines,leap-batched-syncs,leap-batched-compile
   roll=(--episodes 100 --horizon 20); probe=(--episodes 100 --horizon 2); roll_limit=(timeout 190)

@@ -82,11 +82,17 @@ class TrainSettings(StrictModel):
     #: H200, B200 with CUDA 13 wheels); off: flash, memory-efficient and math only
     #: (``leap.models.attention_kernels``)
     cudnn_attention: bool = False
+    #: optimizer steps per logged loss, gradient norm and learning rate (the first step is
+    #: always logged); "auto": every step on a CPU, every :data:`GPU_LOGGING_STEPS` on a GPU,
+    #: where each log reads values back and so makes the host wait for the device
+    logging_steps: int | Literal["auto"] = "auto"
     #: further TRL trainer arguments, passed as they are
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _micro_batches_fit(self) -> TrainSettings:
+        if self.logging_steps != "auto" and self.logging_steps < 1:
+            raise ValueError(f"logging_steps must be 'auto' or at least 1, not {self.logging_steps}")
         if self.micro_batch_size != "auto" and self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be 'auto' or at least 1, not {self.micro_batch_size}")
         if self.micro_batch_size != "auto" and self.micro_batch_size > 1:
@@ -137,6 +143,18 @@ BF16_FROZEN_WEIGHTS = True
 #: loss for NaN (``logging_nan_inf_filter``); off only to measure what that saves
 SYNC_FREE_STEPS = True
 
+#: optimizer steps per log on a GPU for ``logging_steps: auto``. A log reads the loss and the
+#: gradient norm back from the GPU (a synchronisation): until the device has finished the step,
+#: the host can neither collate the next micro-batch nor queue its work, so the GPU idles while
+#: it does. Between logs a step reads nothing back (with :data:`SYNC_FREE_STEPS` and
+#: :data:`EVENT_TIMING`)
+GPU_LOGGING_STEPS = 10
+
+#: on a GPU, the throughput figures time each optimizer step with CUDA events recorded in the
+#: device's queue, read once after training, instead of synchronising with the device at every
+#: step; off only to measure what that saves (benchmarks/train_throughput.py)
+EVENT_TIMING = True
+
 #: trainer arguments for SFT rows that arrive tokenised and packed (with their own collator)
 PACKED_SFT_ARGS = {"remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
 
@@ -172,6 +190,14 @@ def _micro_batch_size(settings: TrainSettings, device: str, gpu_memory: float | 
         gpu_memory = torch.cuda.get_device_properties(torch.device(device)).total_memory
     most = min(settings.batch_size, GPU_MICRO_BATCH_ROWS, max(1, int(gpu_memory // GPU_BYTES_PER_ROW)))
     return max(n for n in range(1, most + 1) if settings.batch_size % n == 0)
+
+
+def _logging_steps(settings: TrainSettings, device: str) -> int:
+    """Optimizer steps per log: ``logging_steps``, or for "auto" every step on a CPU (a step
+    takes seconds there) and every :data:`GPU_LOGGING_STEPS` on any other device."""
+    if settings.logging_steps != "auto":
+        return settings.logging_steps
+    return 1 if device.startswith("cpu") else GPU_LOGGING_STEPS
 
 
 def _use_bf16(settings: TrainSettings, device: str) -> bool:
@@ -363,27 +389,45 @@ def _leap_sft_trainer(trl: Any) -> type:
 
 
 def _throughput_callback(collator: Any, device: str) -> Any:
-    """A trainer callback that times optimizer steps (synchronising CUDA first) and counts the
-    tokens of the micro-batches they trained on, for tokens per second after the first (warm-up)
-    step."""
+    """A trainer callback that times optimizer steps and counts the tokens of the micro-batches
+    they trained on, for tokens per second after the first (warm-up) step. On CUDA each step's
+    end is a CUDA event in the device's queue (:data:`EVENT_TIMING`), read after training: the
+    time the device reached it, with no synchronisation in between."""
     import time
     from itertools import pairwise
 
     import torch
     from transformers import TrainerCallback
 
+    events = device.startswith("cuda") and EVENT_TIMING
+
     class Throughput(TrainerCallback):
         def __init__(self) -> None:
-            self.marks: list[tuple[float, int]] = []
+            #: (a time in seconds, or a CUDA event; the tokens trained so far) at the start and
+            #: at every optimizer step's end
+            self.marks: list[tuple[Any, int]] = []
             #: micro-batches trained so far (an epoch's last step may have fewer than the
             #: accumulation steps, and the data loader fetches one micro-batch ahead)
             self.micro_batches = 0
 
         def _mark(self) -> None:
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
+            if events:
+                moment: Any = torch.cuda.Event(enable_timing=True)
+                moment.record()
+            else:
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                moment = time.perf_counter()
             counts = getattr(collator, "counts", [])
-            self.marks.append((time.perf_counter(), sum(counts[: self.micro_batches])))
+            self.marks.append((moment, sum(counts[: self.micro_batches])))
+
+        def _seconds(self) -> list[float]:
+            """The marks' times in seconds (the events' from the first, read once here)."""
+            if not events:
+                return [moment for moment, _ in self.marks]
+            torch.cuda.synchronize()
+            start = self.marks[0][0]
+            return [start.elapsed_time(moment) / 1000 for moment, _ in self.marks]
 
         def on_train_begin(self, args, state, control, **kwargs):
             self._mark()
@@ -401,14 +445,16 @@ def _throughput_callback(collator: Any, device: str) -> Any:
             if len(self.marks) < 2:
                 return {}
             first = 1 if len(self.marks) > 2 else 0
-            (t0, n0), (t1, n1) = self.marks[first], self.marks[-1]
+            times = self._seconds()
+            marks = [(t, n) for t, (_, n) in zip(times, self.marks, strict=True)]
+            (t0, n0), (t1, n1) = marks[first], marks[-1]
             out: dict[str, Any] = {
                 "seconds_per_step": (t1 - t0) / (len(self.marks) - 1 - first),
                 "micro_batches": self.micro_batches,
                 # every step's seconds and tokens (compiled layers may compile again in later
                 # steps, as new shapes come)
-                "step_seconds": [round(b[0] - a[0], 4) for a, b in pairwise(self.marks)],
-                "step_tokens": [b[1] - a[1] for a, b in pairwise(self.marks)],
+                "step_seconds": [round(b[0] - a[0], 4) for a, b in pairwise(marks)],
+                "step_tokens": [b[1] - a[1] for a, b in pairwise(marks)],
             }
             if n1 > n0:
                 out.update(tokens=n1, tokens_per_s=(n1 - n0) / (t1 - t0))
@@ -500,7 +546,9 @@ def train_adapter(
         learning_rate=settings.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        logging_steps=1,
+        logging_steps=_logging_steps(settings, device),
+        # the first step's loss compares engines and runs (benchmarks/train_throughput.py)
+        logging_first_step=True,
         save_strategy="no",
         report_to=[],
         use_cpu=device == "cpu",
