@@ -115,7 +115,7 @@ class StudentSettings(StrictModel):
     #: keys and values of the episode's previous step (the fastest on CPU); "dynamic": every step
     #: computes its whole prompt; "static": a preallocated cache, with which transformers compiles
     #: the decoding step on a GPU; "graphs": a preallocated cache and leap's decoding loop, each
-    #: step replaying one CUDA graph on a GPU (README, Speed)
+    #: step replaying one CUDA graph on a GPU (docs/speed.md)
     cache: Literal["prefix", "dynamic", "static", "graphs"] = "prefix"
     #: local models on a GPU: let attention use cuDNN's fused kernels where PyTorch tries them
     #: first (H100, H200, B200 with CUDA 13 wheels); off: flash, memory-efficient and math only

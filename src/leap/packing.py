@@ -186,7 +186,7 @@ class PrefixTreeCollator:
 
     A micro-batch whose rows are all plain causal sequences (no branches, no padding, one
     sequence per row) gets no dense mask: the model's attention then runs its causal kernel,
-    which skips the blocks above the diagonal (:attr:`causal_shortcut`; README, Speed).
+    which skips the blocks above the diagonal (:attr:`causal_shortcut`; docs/speed.md).
     """
 
     #: leave out the dense mask of plain causal rows (off only to measure what it saves)

@@ -3,7 +3,7 @@
 PEFT puts a dropout (p = 0.05 by default, the paper's) on the input of every LoRA layer. On a CPU
 the random mask costs more than the layer's LoRA matrix work: ``torch.nn.Dropout`` draws one
 random number per element, single-threaded, and on 2 cores that took a tenth to a fifth of a
-training step of SmolLM2-135M (README, Speed). With a small p almost every element is kept, so
+training step of SmolLM2-135M (docs/speed.md). With a small p almost every element is kept, so
 this module draws only the dropped ones: the gaps between dropped positions of a Bernoulli(p)
 process are independent geometric variables, so about p x n draws place them with exactly the
 distribution of ``torch.nn.Dropout`` (each element dropped independently with probability p, the

@@ -52,12 +52,12 @@ class TrainSettings(StrictModel):
     #: attention of packed SFT rows: "sdpa" trains one row per micro-batch with a dense tree
     #: mask; "flex" (CUDA only) puts all rows of an optimizer step in one sequence with a block
     #: mask, so only the blocks of the prefix trees are computed (measured slower than sdpa on an
-    #: H200 so far: README, Speed)
+    #: H200 so far: docs/speed.md)
     attention: Literal["sdpa", "flex"] = "sdpa"
     #: sdpa: put all rows of an optimizer step one after another in one sequence (one
     #: micro-batch per step, fewer kernel launches) instead of one row per micro-batch; the dense
     #: tree mask then costs the square of the step's length. Flex attention always does this.
-    #: Measured slower on 2 CPU cores (README, Speed); for GPUs, whose small-model steps are
+    #: Measured slower on 2 CPU cores (docs/speed.md); for GPUs, whose small-model steps are
     #: launch-bound
     concatenate_rows: bool = False
     #: sdpa: packed rows per micro-batch (a divisor of ``batch_size``), side by side in lanes
@@ -73,7 +73,7 @@ class TrainSettings(StrictModel):
     lanes: bool = True
     #: compile every decoder layer with torch.compile (regional compilation: one layer's code,
     #: compiled once, serves all of them); the first steps pay for compiling, later steps run
-    #: fused kernels (README, Speed). "graphs": also replay each compiled layer as a CUDA graph
+    #: fused kernels (docs/speed.md). "graphs": also replay each compiled layer as a CUDA graph
     #: on a GPU (torch.compile's "reduce-overhead": a launch per layer, not per operator), with
     #: lanes padded to a multiple of :data:`GRAPH_WIDTH_MULTIPLE` tokens so that few shapes need
     #: recording; on a CPU the same compiled layers without graphs
@@ -202,7 +202,7 @@ def _logging_steps(settings: TrainSettings, device: str) -> int:
 
 def _use_bf16(settings: TrainSettings, device: str) -> bool:
     """Whether the trainer computes in bf16 autocast; for ``bf16: auto`` whichever was measured
-    faster (README, Speed): bf16 on a CPU with bf16 instructions (the leap engine 1.43x faster
+    faster (docs/speed.md): bf16 on a CPU with bf16 instructions (the leap engine 1.43x faster
     than in fp32 on 2 AVX512-BF16 cores) and on CUDA, except the leap engine's SFT on CUDA, which
     stays in fp32 (bf16 autocast measured 1.9x slower on an H200: 16 packed rows per
     micro-batch, 1.13 against 0.60 s per step; not yet understood)."""

@@ -2,7 +2,7 @@
 
 A lockstep rollout decodes 100 rows of a 135M model one token at a time: each step is some 900
 small kernels, and on a GPU the time goes to launching them (the H200 of 2026-11-28 took about
-90 ms per decoding step through ``generate``; README, Speed). :func:`decode` keeps every tensor a
+90 ms per decoding step through ``generate``; docs/speed.md). :func:`decode` keeps every tensor a
 step reads or writes at a fixed address (a preallocated cache as long as prompt and reply, a 4D
 mask over all of it, the token, its position), records one step's forward pass as a CUDA graph
 after the prompt's prefill, and replays it at every later step: one launch per step. Choosing the

@@ -3,7 +3,7 @@
 transformers' ``DynamicLayer`` appends a decoding step's keys and values with ``torch.cat``: every
 generated token copies the whole cache of every layer into a newly allocated tensor. On a CPU
 that copy, and the page faults of allocations too large for the allocator to reuse, cost more
-than the step's attention once a batch holds long transcripts (README, Speed: 32 rows of 1,300
+than the step's attention once a batch holds long transcripts (docs/speed.md: 32 rows of 1,300
 tokens, 4 ms per layer's keys against 3.5 ms for the layer's attention). A :class:`ReservedLayer`
 allocates its tensors once, with room for the whole generation, and hands out views of the part
 filled so far: the same keys and values, so the same replies.
