@@ -111,3 +111,62 @@ def value_reads():
             return func(*args, **(kwargs or {}))
 
     return ValueReads
+
+
+@pytest.fixture
+def cpu_graph(value_reads):
+    """A CUDA graph's stand-in on a CPU: ``record(function)`` runs ``function`` once as a stream
+    capture would (transformers' capture branches; a value read back fails), keeping every
+    operator it dispatches with its very arguments, and returns a replay that runs those
+    operators again, and no Python: each computed output is written into the tensor recorded
+    for it (the graph's fixed memory), and Python values (sizes, counters, slices) stay as they
+    were at recording. What a real graph would freeze is frozen here too, so a step that
+    depends on anything but its tensors' contents replays wrongly, as it would on a GPU."""
+    import torch
+    import transformers.utils.import_utils as import_utils
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            self.calls.append((func, args, kwargs, out))
+            return out
+
+    def record(function):
+        recorder = Recorder()
+        with pytest.MonkeyPatch.context() as capturing, value_reads() as reads:
+            capturing.setattr(import_utils, "is_cuda_stream_capturing", lambda: True)
+            with recorder:
+                output = function()
+        assert reads.names == [], f"host synchronisations under capture: {reads.names}"
+
+        def storages(tree) -> list[int]:
+            return [t.untyped_storage().data_ptr() for t in tree_leaves(tree) if isinstance(t, torch.Tensor)]
+
+        def aliasing(func, args, kwargs, out) -> bool:
+            """An operator that wrote nothing and whose outputs are its inputs' memory (a view;
+            ``to`` or ``reshape`` that had nothing to copy): the memory it aliases is rewritten
+            in place by whatever produced it, so there is nothing to redo."""
+            inputs, outputs = set(storages((args, kwargs))), storages(out)
+            return not func._schema.is_mutable and bool(outputs) and set(outputs) <= inputs
+
+        calls = [call for call in recorder.calls if not aliasing(*call)]
+
+        def replay():
+            for func, args, kwargs, out in calls:
+                fresh = func(*args, **kwargs)
+                for kept, new in zip(tree_leaves(out), tree_leaves(fresh), strict=True):
+                    if isinstance(kept, torch.Tensor) and kept.data_ptr() != new.data_ptr():
+                        kept.copy_(new)
+            return output
+
+        replay.calls = calls
+        return replay
+
+    return record

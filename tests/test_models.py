@@ -225,26 +225,22 @@ def test_a_static_cache_changes_no_reply_and_only_grows(tiny_model_path) -> None
         TransformersChatModel(tiny_model_path, device="cpu", cache="paged")
 
 
-def test_graph_decoding_changes_no_reply_and_records_a_step_without_host_syncs(
-    tiny_model_path, monkeypatch, value_reads
+def test_graph_decoding_changes_no_reply_and_replays_a_recorded_step(
+    tiny_model_path, monkeypatch, cpu_graph
 ) -> None:
     """The graphs cache's own decoding loop gives generate's greedy replies (fp32, constrained
-    actions, stop strings), eagerly and through a recorded step; recording runs the step as a
-    CUDA graph capture would see it (transformers' capture branches, no host synchronisation)."""
-    import transformers.utils.import_utils as import_utils
-
+    actions, stop strings), eagerly and through a recorded step, replayed as a CUDA graph
+    replays: the recorded operators on the same tensors, no Python run again (``cpu_graph``);
+    recording takes transformers' capture branches without a host synchronisation."""
     from leap.models import graph_decoding
     from leap.models.base import ChoiceConstraint
 
     recorded = []
 
     def record_on_cpu(function):
-        with pytest.MonkeyPatch.context() as capturing, value_reads() as reads:
-            capturing.setattr(import_utils, "is_cuda_stream_capturing", lambda: True)
-            function()
-        assert reads.names == [], f"host synchronisations under capture: {reads.names}"
-        recorded.append(function)
-        return function
+        replay = cpu_graph(function)
+        recorded.append(replay)
+        return replay
 
     plain = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="dynamic")
     eager = TransformersChatModel(tiny_model_path, dtype="float32", device="cpu", cache="graphs")
