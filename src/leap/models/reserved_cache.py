@@ -60,7 +60,11 @@ class ReservedLayer(DynamicLayer):
         return self.keys, self.values
 
     def reset(self) -> None:
+        # dropped, not zeroed: transformers 5.17's DynamicLayer.reset zeroes the tensors and so
+        # keeps reporting their length (5.25 drops them too)
         self._room = None
+        self.keys = self.values = None
+        self.is_initialized = False
         super().reset()
 
     def window(self, rows: slice, start: int, stop: int) -> ReservedLayer:
