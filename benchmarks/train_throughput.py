@@ -240,12 +240,35 @@ def packed_rows(model_dir: str, sft_file: Path) -> list[dict]:
     return [dict(r) for r in _packed_sft_dataset(dataset, load_tokenizer(model_dir), 2048)]
 
 
+def rows_from_lists(collate: PrefixTreeCollator, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """``PrefixTreeCollator._rows`` as it was before it filled arrays: each batch row's values
+    gathered in Python lists, padded, and handed to ``torch.tensor`` as nested lists."""
+    names = ("input_ids", "labels", "position_ids", "seq", "branch", "anchor")
+    rows = []
+    for group in collate._groups(features):
+        row: dict[str, list[int]] = {name: [] for name in names}
+        for s, f in enumerate(group):
+            offset, n = len(row["input_ids"]), len(f["input_ids"])
+            for name in ("input_ids", "labels", "position_ids", "branch"):
+                row[name] += f[name]
+            row["seq"] += [s] * n
+            row["anchor"] += [offset + a for a in f["anchor"]]
+        rows.append(row)
+    width = max(len(r["input_ids"]) for r in rows)
+    width = -(-width // collate.multiple_of) * collate.multiple_of
+    fill = dict(input_ids=collate.pad_token_id, labels=-100, position_ids=0, seq=-1, branch=-1, anchor=0)
+    return {
+        name: torch.tensor([r[name] + [fill[name]] * (width - len(r[name])) for r in rows]) for name in names
+    }
+
+
 def collation_ms(model_dir: str, sft_file: Path, rows: int, device: str, draws: int = 20) -> dict[str, float]:
     """Milliseconds to collate a micro-batch of ``rows`` packed rows side by side in lanes and
     have it on ``device``, the dense tree mask built on the host and copied (``host``) or built
     on the device from the rows' indices (``device``, leap's way), the ways taking turns over the
     same draws (seed 0); medians. On a CPU both ways are the same work; ``rows`` is the host's
-    part that stays (the rows' tensors without a mask)."""
+    part that stays (the rows' tensors without a mask), ``rows_lists`` the same filled from
+    Python lists as before (:func:`rows_from_lists`: the same tensors, checked here)."""
     import random
 
     from leap.models.transformers_backend import load_tokenizer
@@ -253,19 +276,56 @@ def collation_ms(model_dir: str, sft_file: Path, rows: int, device: str, draws: 
     packed = packed_rows(model_dir, sft_file)
     pad = load_tokenizer(model_dir).pad_token_id
     draw = random.Random(0)
-    times: dict[str, list[float]] = {"host": [], "device": [], "rows": []}
+    times: dict[str, list[float]] = {"host": [], "device": [], "rows": [], "rows_lists": []}
     for _ in range(draws):
         batch = draw.sample(packed, min(rows, len(packed)))
+        made_rows = []
         for way in times:
             collate = PrefixTreeCollator(pad, lanes=True, device=device)
             collate.mask_on_device = way == "device"
+            collate_rows = partial(rows_from_lists, collate) if way == "rows_lists" else collate._rows
             synchronize(device)
             start = time.perf_counter()
-            made = collate._rows(batch) if way == "rows" else collate(batch)
+            made = collate_rows(batch) if way.startswith("rows") else collate(batch)
             on_device = {k: v.to(device) for k, v in made.items()}
             synchronize(device)
             times[way].append(1000 * (time.perf_counter() - start))
-            assert way == "rows" or on_device["attention_mask"].device.type == torch.device(device).type
+            if way.startswith("rows"):
+                made_rows.append(made)
+            else:
+                assert on_device["attention_mask"].device.type == torch.device(device).type
+        arrays, lists = made_rows
+        assert arrays.keys() == lists.keys() and all(torch.equal(arrays[k], lists[k]) for k in arrays)
+    return {way: statistics.median(t) for way, t in times.items()}
+
+
+def flops_estimate_ms(model_dir: str, rows: int, draws: int = 20) -> dict[str, float]:
+    """Milliseconds of host time the trainer spends per micro-batch on its FLOPs estimate (for
+    ``total_flos``), LoRA r 16 on every linear layer: transformers' (the model's parameters
+    counted at every micro-batch) and the leap engine's trainer's (counted once); the ways
+    taking turns, medians."""
+    from types import SimpleNamespace
+
+    import trl
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM, Trainer
+
+    from leap.train import _leap_sft_trainer
+
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+    leap_trainer = SimpleNamespace(model=model, _counted_parameters=None)
+    ways = {
+        "transformers": partial(Trainer.floating_point_ops, SimpleNamespace(model=model)),
+        "leap": partial(_leap_sft_trainer(trl).floating_point_ops, leap_trainer),
+    }
+    inputs = {"input_ids": torch.zeros(rows, 600, dtype=torch.long)}
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    for _ in range(draws):
+        for way, estimate in ways.items():
+            start = time.perf_counter()
+            estimate(inputs)
+            times[way].append(1000 * (time.perf_counter() - start))
     return {way: statistics.median(t) for way, t in times.items()}
 
 
@@ -391,7 +451,8 @@ def main() -> None:
     parser.add_argument(
         "--padding",
         action="store_true",
-        help="only count the padding of --batch-size rows per micro-batch, padded and in lanes; no training",
+        help="only count the padding of --batch-size rows per micro-batch, padded and in lanes, and time "
+        "the host's work per micro-batch (collation, the FLOPs estimate); no training",
     )
     args = parser.parse_args()
     if args.count_ops and args.steps < args.warmup + 2:
@@ -413,6 +474,7 @@ def main() -> None:
     if args.padding:
         shares = padding_shares(model_dir, sft_file, args.batch_size)
         shares["collation_ms"] = collation_ms(model_dir, sft_file, args.batch_size, args.device)
+        shares["flops_estimate_ms"] = flops_estimate_ms(model_dir, args.batch_size)
         print(
             f"{args.batch_size} rows per micro-batch: padding {100 * shares['padded_padding_share']:.1f} % "
             f"of computed positions padded to the longest, {100 * shares['lanes_padding_share']:.1f} % in "
@@ -420,11 +482,14 @@ def main() -> None:
             f"{shares['lanes_attention_per_pair']:.2f} in lanes; collated onto {args.device} in "
             f"{shares['collation_ms']['host']:.1f} ms with the mask built on the host, "
             f"{shares['collation_ms']['device']:.1f} ms built there ({shares['collation_ms']['rows']:.1f} ms "
-            f"without a mask); distinct shapes in the first 30 and all {shares['draws']} micro-batches: "
+            f"without a mask, {shares['collation_ms']['rows_lists']:.1f} ms filled from lists); "
+            f"distinct shapes in the first 30 and all {shares['draws']} micro-batches: "
             + ", ".join(
                 f"{seen['first_30']} and {seen['all']} {way.replace('_', ' ')}"
                 for way, seen in shares["distinct_shapes"].items()
             )
+            + "; the trainer's FLOPs estimate per micro-batch {transformers:.2f} ms in transformers' "
+            "trainer, {leap:.3f} ms in leap's".format(**shares["flops_estimate_ms"])
         )
         if args.json:
             Path(args.json).write_text(json.dumps({"args": vars(args), "padding": shares}, indent=2))

@@ -67,13 +67,17 @@ def test_train_throughput_counts_the_padding_of_micro_batches(tmp_path) -> None:
     assert shares["rows"] == 4
     assert 0 < shares["lanes_padding_share"] < shares["padded_padding_share"] < 1
     assert 1 < shares["lanes_attention_per_pair"] < shares["padded_attention_per_pair"]
-    # collating a micro-batch: the mask on the host or on the device, and the rows without it
-    assert set(shares["collation_ms"]) == {"host", "device", "rows"}
+    # collating a micro-batch: the mask on the host or on the device, and the rows without it,
+    # filled in arrays and (as before) from lists: the same tensors, checked by the benchmark
+    assert set(shares["collation_ms"]) == {"host", "device", "rows", "rows_lists"}
     assert all(ms > 0 for ms in shares["collation_ms"].values())
     # lanes padded as train.compile: graphs pads them take no more shapes than unpadded lanes
     seen = shares["distinct_shapes"]
     assert 1 <= seen["graph_lanes"]["first_30"] <= seen["lanes"]["first_30"] <= 30
     assert seen["graph_lanes"]["all"] <= seen["lanes"]["all"] <= shares["draws"]
+    # the trainer's FLOPs estimate: transformers' walks the parameters, leap's counted them once
+    flops = shares["flops_estimate_ms"]
+    assert set(flops) == {"transformers", "leap"} and flops["leap"] < flops["transformers"]
 
 
 @pytest.mark.slow

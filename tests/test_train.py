@@ -422,3 +422,36 @@ def test_steps_read_nothing_back_and_the_log_reads_at_its_steps_only(
         assert min(windows.logs.values()) >= 2  # the loss and the gradient norm
         curves[every] = list(windows.logs)
     assert curves == {1: [1, 2, 3, 4, 5, 6], 3: [1, 3, 6]}
+
+
+def test_the_leap_trainer_counts_flops_as_transformers_with_parameters_counted_once(tiny_model_path) -> None:
+    """The leap engine's trainer estimates a micro-batch's FLOPs as transformers' trainer does,
+    counting the model's parameters once instead of at every micro-batch."""
+    from types import SimpleNamespace
+
+    import torch
+    import trl
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, Trainer
+
+    from leap.train import _leap_sft_trainer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    leap_trainer = SimpleNamespace(model=model, _counted_parameters=None)
+    ops = _leap_sft_trainer(trl).floating_point_ops
+    walks = []
+    counting = model.num_parameters
+
+    def counted(*args, **kwargs):
+        walks.append(1)
+        return counting(*args, **kwargs)
+
+    model.num_parameters = counted
+    for width in (7, 300, 11):
+        inputs = {"input_ids": torch.zeros(3, width, dtype=torch.long)}
+        assert (
+            ops(leap_trainer, inputs) == Trainer.floating_point_ops(SimpleNamespace(model=model), inputs) > 0
+        )
+    assert len(walks) == 1 + 3  # once for leap's trainer, once per call for transformers'
+    assert ops(leap_trainer, {"labels": torch.zeros(1)}) == 0
