@@ -245,9 +245,8 @@ class PrefixTreeCollator:
         width = -(-max(lengths) // self.multiple_of) * self.multiple_of
         self.slots.append(width * len(groups))
         # padding: a row (and a branch) of its own, seen by nobody else
-        fill = {"input_ids": self.pad_token_id, "labels": IGNORE, "position_ids": 0, "seq": -1, "branch": -1}
+        fill = dict(input_ids=self.pad_token_id, labels=IGNORE, position_ids=0, seq=-1, branch=-1, anchor=0)
         out = {name: np.full((len(groups), width), value, dtype=np.int64) for name, value in fill.items()}
-        out["anchor"] = np.zeros((len(groups), width), dtype=np.int64)
         for i, group in enumerate(groups):
             offset = 0
             for s, f in enumerate(group):
