@@ -86,6 +86,13 @@ def test_a_run_directory_resumes_only_its_own_config(tmp_path) -> None:
     del saved["student"]["cache"], saved["train"]["compile"]
     first.layout.config.write_text(yaml.safe_dump(saved))
     first.check_resume()
+    # a key leap gained after the run began: absent from the saved config, fine at its default,
+    # refused at another value (it would change what the run trains)
+    del saved["loop"]["matched_bc_init"]
+    first.layout.config.write_text(yaml.safe_dump(saved))
+    first.check_resume()
+    with pytest.raises(ConfigError, match=r"loop\.matched_bc_init: None, not 'bc'"):
+        load_config(path, {"loop.matched_bc_init": "bc"}).check_resume()
     with pytest.raises(ConfigError, match=r"holds a run with seed: 0, not 1; .*--set name="):
         load_config(path, {"seed": 1}).check_resume()
     with pytest.raises(ConfigError, match=r"train\.learning_rate"):

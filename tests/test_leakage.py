@@ -80,3 +80,36 @@ def test_household_teacher_leaks_only_at_high_privilege() -> None:
     rates = {p: _leak_rate(p) for p in (0, 25, 50, 75, 100)}
     assert rates[0] == rates[25] == rates[50] == 0.0
     assert rates[100] >= rates[75] > 0.1
+
+
+def test_programmatic_teacher_drops_leaking_steps_when_asked() -> None:
+    """``teacher.leakage: drop`` applies to the programmatic teacher too: a flagged step is
+    rejected (counted as a leak), every other step is kept as with ``flag``."""
+    searcher = env_spec("household").expert("searcher")
+    episodes = run_episodes(
+        lambda: make_env("household"),
+        [f"train/{i:04d}" for i in range(20)],
+        searcher,
+        horizon=4,
+        show_progress=False,
+    )
+    policy = env_spec("household").teacher_policy(100)
+    flagged = ProgrammaticTeacher(policy).correct(episodes, lambda: make_env("household"))
+    dropped = ProgrammaticTeacher(policy, drop_leaks=True).correct(episodes, lambda: make_env("household"))
+    for kept_all, kept_clean in zip(flagged, dropped, strict=True):
+        leaking = [s for s in kept_all.steps if s.leaks]
+        assert kept_clean.steps == [s for s in kept_all.steps if not s.leaks]
+        assert kept_clean.rejections["leak"] == len(leaking)
+    assert sum(c.rejections["leak"] for c in dropped) > 0
+
+
+def test_the_config_passes_leakage_drop_to_the_programmatic_teacher(tmp_path) -> None:
+    from leap.builders import RunParts
+    from leap.config import load_config
+
+    for leakage, expected in (("flag", False), ("drop", True)):
+        config = load_config(
+            "configs/household-demo.yaml", {"teacher.leakage": leakage, "output_dir": str(tmp_path)}
+        )
+        teacher = RunParts(config, config.layout).teacher(1)
+        assert isinstance(teacher, ProgrammaticTeacher) and teacher.drop_leaks is expected

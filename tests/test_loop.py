@@ -309,6 +309,27 @@ def test_matched_bc_and_paired_comparisons(tmp_path) -> None:
     assert "BC, budget-matched" in report and "95 % CI" in report and "paired on the same tasks" in report
 
 
+def test_matched_bc_from_bc_continues_bcs_adapter_for_leaps_further_steps(tmp_path) -> None:
+    """``loop.matched_bc_init: bc``: the budget-matched BC starts where LEAP starts (BC's adapter)
+    and trains only the steps LEAP trained after BC, on as many samples as LEAP's union, so its
+    budget in all (BC's steps included) equals LEAP's."""
+    path = _config(
+        tmp_path,
+        "matched-bc",
+        loop={"iterations": 1, "matched_bc": True, "matched_bc_init": "bc"},
+        train={**TINY["train"], "bc_max_steps": 3, "max_steps": 2},
+    )
+    assert LeapRun(load_config(path)).run()["matched_bc"] is not None
+    layout = load_config(path).layout
+    trained = json.loads((layout.matched_bc / "adapter" / "train_metrics.json").read_text())
+    assert trained["steps"] == 2 and trained["init_adapter"] == str(layout.adapter(0))
+    row = next(r for r in read_jsonl(layout.metrics) if r["stage"] == "matched_bc_train")
+    assert row["steps"] == 3 + 2 and row["trained_steps"] == 2 and row["init"] == "bc"
+    assert row["samples"] == len(list(read_jsonl(layout.train_file(1, "sft"))))
+    summary = json.loads(layout.summary.read_text())
+    assert "5 steps" in summary["matched_bc"]["label"]
+
+
 def test_takeover_corrections_train_on_the_teachers_whole_recovery(tmp_path) -> None:
     """With loop.corrections: takeover each failed episode is finished by the teacher from the
     student's first error; the samples are the teacher's steps on that history, and the

@@ -175,7 +175,7 @@ class RunParts:
         """The privileged teacher that corrects iteration ``k``'s rollouts."""
         t = self.config.teacher
         if t.kind == "programmatic":
-            return ProgrammaticTeacher(self.env.teacher_policy(t.privilege))
+            return ProgrammaticTeacher(self.env.teacher_policy(t.privilege), drop_leaks=t.leakage == "drop")
         if t.kind == "self":
             student = self.student_model(self.layout.adapter(k - 1))
             model: ChatModel = CachedChatModel(student, self.layout.teacher_cache)

@@ -98,6 +98,12 @@ class LoopSection(StrictModel):
     #: many samples and optimizer steps as the tested LEAP iteration used in total (iterations
     #: 0..k), tested on the same tasks; the fair baseline that says whether corrections matter
     matched_bc: bool = False
+    #: where the budget-matched BC starts: "base", the base model trained for all of LEAP's
+    #: optimizer steps; "bc", BC's own adapter (iteration 0, which LEAP starts from too) trained
+    #: for the steps of LEAP's iterations 1..k, on the same number of samples as LEAP's union.
+    #: Either way it has LEAP's samples and steps in total; "bc" mirrors ``init: previous``
+    #: and costs only the continuation
+    matched_bc_init: Literal["base", "bc"] = "base"
 
 
 class TrackingSection(StrictModel):
@@ -167,8 +173,13 @@ class RunConfig(StrictModel):
         except yaml.YAMLError:
             return  # a torn config.yaml is rewritten by the run
         now = _flatten(self.model_dump(mode="json"))
+        # a key added to leap after the run began is absent from its saved config: at its
+        # default it changes nothing
+        defaults = _flatten(RunConfig(name=self.name).model_dump(mode="json"))
         for key in sorted(before.keys() | now.keys()):
-            if key.startswith(RESUMABLE_CHANGES) or before.get(key) == now.get(key):
+            if _resumable(key) or before.get(key) == now.get(key):
+                continue
+            if key not in before and key in defaults and now.get(key) == defaults[key]:
                 continue
             raise ConfigError(
                 f"{self.run_dir} holds a run with {key}: {before.get(key)!r}, not {now.get(key)!r}; "
@@ -214,7 +225,7 @@ SPEED_SETTINGS = (
     "train.micro_batch_size",
 )
 
-#: config keys (dotted prefixes) that may change when a run resumes
+#: config keys that may change when a run resumes (those ending in a dot: whole sections)
 RESUMABLE_CHANGES = (
     "name",
     "output_dir",
@@ -226,6 +237,12 @@ RESUMABLE_CHANGES = (
     "tracking.",
     *SPEED_SETTINGS,
 )
+
+
+def _resumable(key: str) -> bool:
+    """``key`` may change when a run resumes: one of RESUMABLE_CHANGES, or in a section that
+    ends with a dot there."""
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_CHANGES)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -379,7 +379,8 @@ class LeapRun:
     def matched_bc(self, k: int) -> dict[str, Any]:
         """Behaviour cloning with LEAP's budget up to iteration ``k``: as many samples (more
         demonstrations of the same expert, on training tasks after D_0's) and as many optimizer
-        steps, trained from the base model and tested on the same tasks."""
+        steps, trained from the base model (or continued from BC's adapter for the steps after
+        BC's: ``loop.matched_bc_init``) and tested on the same tasks."""
         layout, loop = self.layout, self.config.loop
         datasets = [load_samples([layout.samples(i)]) for i in range(k + 1)]
         budget_samples = len(aggregate(datasets, loop.cap_per_iteration))
@@ -390,16 +391,24 @@ class LeapRun:
         adapter = root / "adapter"
         if not (adapter / "adapter_config.json").is_file():
             samples = self._matched_demo_samples(datasets[0], budget_samples)
-            settings = self.config.train.for_iteration(0).model_copy(update={"max_steps": budget_steps})
+            from_bc = loop.matched_bc_init == "bc"
+            # from BC's adapter, BC's own steps are already spent: train the rest of the budget
+            bc_steps = json.loads((layout.adapter(0) / "train_metrics.json").read_text())["steps"]
+            steps = budget_steps - bc_steps if from_bc else budget_steps
+            if steps < 1:
+                raise RuntimeError(f"budget-matched BC: LEAP iteration {k} trained no steps beyond BC's")
+            settings = self.config.train.for_iteration(0).model_copy(update={"max_steps": steps})
             data_file = root / "train" / "sft.jsonl"
             rows = export(samples, "sft", data_file)
-            self.on_stage(f"budget-matched BC · sft on {rows} rows for {budget_steps} steps")
+            start = "BC's adapter" if from_bc else "the base model"
+            self.on_stage(f"budget-matched BC · sft on {rows} rows for {steps} steps from {start}")
             metrics = train_adapter(
                 resolve_model_path(self.config.student.model),
                 data_file,
                 adapter,
                 settings,
-                seed=self.config.seed,
+                init_adapter=layout.adapter(0) if from_bc else None,
+                seed=self.config.seed + k if from_bc else self.config.seed,
             )
             self._metric(
                 None,
@@ -410,9 +419,13 @@ class LeapRun:
                 leap_iteration=k,
                 **{
                     key: metrics[key]
-                    for key in ("steps", "train_loss", "train_runtime_s", *TRAIN_SPEED)
+                    for key in ("train_loss", "train_runtime_s", *TRAIN_SPEED)
                     if key in metrics
                 },
+                # the budget: optimizer steps in all, BC's included where it starts from BC
+                steps=metrics["steps"] + (bc_steps if from_bc else 0),
+                init=loop.matched_bc_init,
+                trained_steps=metrics["steps"],
             )
             self.on_note(train_note(metrics))
         out, env = layout.matched_bc_test(), self.config.env

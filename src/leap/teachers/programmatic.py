@@ -11,7 +11,7 @@ from leap.rollout import Episode
 from leap.teachers.base import EpisodeCorrection, StepCorrection, Teacher
 from leap.teachers.leakage import audit
 from leap.teachers.replay import ReplayMismatch, privileged_text, replay
-from leap.teachers.validation import validate_step
+from leap.teachers.validation import Rejection, validate_step
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 class ProgrammaticTeacher(Teacher):
     """Replays each failed episode and asks the privileged policy what to do at every step."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, *, drop_leaks: bool = False) -> None:
         self.policy = policy
         self.name = policy.name
+        #: reject steps whose reason the leakage audit flags (``teacher.leakage: drop``), as the
+        #: LLM teacher does; otherwise they are kept and flagged
+        self.drop_leaks = drop_leaks
 
     def correct(
         self, episodes: Sequence[Episode], make_env: Callable[[], Environment]
@@ -48,7 +51,11 @@ class ProgrammaticTeacher(Teacher):
                     )
                     result.rejections.update(checked.rejections)
                     for step, (reason, action) in checked.steps.items():
-                        result.steps.append(StepCorrection(step, reason, action, audit(reason, view)))
+                        leaks = audit(reason, view)
+                        if leaks and self.drop_leaks:
+                            result.rejections[Rejection.LEAK] += 1
+                            continue
+                        result.steps.append(StepCorrection(step, reason, action, leaks))
                 out.append(result)
         finally:
             env.close()
