@@ -337,6 +337,58 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
         console.print(f"[yellow]stopped early:[/yellow] {summary['stopped_early']}")
 
 
+@app.command("mistakes")
+def mistakes_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories (their tested policies), rollout directories, episodes files."),
+    ],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the counts to this JSON file.")
+    ] = None,
+) -> None:
+    """What policies get wrong, by kind of mistake (household, ALFWorld: revisits, objects named
+    before they were seen, wrong objects taken, misplaced, invalid, out of steps): steps of each
+    kind, and in brackets the episodes with at least one."""
+    from leap.evaluate import evaluations, mistakes
+    from leap.io import atomic_write_json, read_jsonl
+    from leap.rollout import Episode
+
+    rows: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        if not path.exists():
+            raise _fail(f"{path}: no such file or directory")
+        found = evaluations(path)
+        if not found:
+            raise _fail(f"{path}: no evaluations (episodes.jsonl) found there")
+        for label, file in found.items():
+            episodes = [Episode.from_record(r) for r in read_jsonl(file)]
+            if not episodes:
+                continue
+            counts = mistakes(episodes[0].env, episodes)
+            if counts is None:
+                raise _fail(f"{file}: environment {episodes[0].env!r} counts no mistakes")
+            n, solved = len(episodes), sum(e.success for e in episodes)
+            steps = sum(e.n_actions for e in episodes)
+            rows[label] = {"n_episodes": n, "success_rate": solved / n, "steps": steps, "mistakes": counts}
+    kinds = list(dict.fromkeys(kind for row in rows.values() for kind in row["mistakes"]))
+    table = Table(
+        title="mistakes: steps of each kind (episodes with one)",
+        title_justify="left",
+        caption="leap.envs.alfred.mistakes says what each kind counts",
+    )
+    for col in ("evaluation", "episodes", "success %", "steps", *(k.replace("_", " ") for k in kinds)):
+        table.add_column(col, justify="left" if col == "evaluation" else "right", overflow="fold")
+    for label, row in rows.items():
+        cells = [f"{c['steps']} ({c['episodes']})" for c in row["mistakes"].values()]
+        success = f"{100 * row['success_rate']:.1f}"
+        table.add_row(label, str(row["n_episodes"]), success, str(row["steps"]), *cells)
+    console.print(table)
+    if json_out is not None:
+        atomic_write_json(json_out, rows)
+        console.print(f"written: {json_out}")
+
+
 @app.command("envs")
 def envs_command() -> None:
     """List the registered environments, their splits and programmatic experts."""

@@ -64,6 +64,43 @@ def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
     return summary
 
 
+def mistakes(env_name: str, episodes: Sequence[Episode]) -> dict[str, dict[str, int]] | None:
+    """What the episodes got wrong, by kind of mistake (the environment's ``mistakes`` counter):
+    ``{kind: {"steps": steps of that kind, "episodes": episodes with at least one}}``; None if
+    the environment counts none."""
+    from leap.envs.registry import env_spec
+
+    counter = env_spec(env_name).mistake_counter()
+    if counter is None:
+        return None
+    per_episode = [counter(e) for e in episodes]
+    kinds = dict.fromkeys(kind for c in per_episode for kind in c)  # in the counter's order
+    return {
+        kind: {"steps": sum(c[kind] for c in per_episode), "episodes": sum(c[kind] > 0 for c in per_episode)}
+        for kind in kinds
+    }
+
+
+def evaluations(path: Path) -> dict[str, Path]:
+    """The evaluations under ``path`` by label: a run directory's tested policies (BC and LEAP
+    iterations, the budget-matched BC, the references), a rollout directory, or an episodes file."""
+    from leap.layout import RunLayout
+
+    if path.is_file():
+        return {f"{path.parent.name}/{path.name}": path}
+    if (path / "episodes.jsonl").is_file():
+        return {path.name: path / "episodes.jsonl"}
+    layout = RunLayout(path)
+    found = {("BC (iteration 0)" if k == 0 else f"LEAP iteration {k}"): d for k, d in layout.tests().items()}
+    found["BC, budget-matched"] = layout.matched_bc_test()
+    found.update((f"reference: {name}", d) for name, d in layout.references().items())
+    return {
+        f"{path.name} · {label}": d / "episodes.jsonl"
+        for label, d in found.items()
+        if (d / "episodes.jsonl").is_file()
+    }
+
+
 def rates_interval(rates: dict[str, Any]) -> str:
     """The Wilson 95 % interval of an evaluation's success rate (``leap.stats.interval_text``)."""
     return interval_text(rates["success_rate"], rates["n_episodes"], rates.get("n_successes"))
@@ -161,6 +198,8 @@ def evaluate(
         **summarize(episodes),
         "wall_seconds": round(elapsed, 2),
     }
+    if (found := mistakes(env_name, episodes)) is not None:
+        summary["mistakes"] = found
     model = getattr(policy, "model", None)
     if model is not None:
         summary["usage"] = model.usage.to_dict()

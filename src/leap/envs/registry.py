@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 from leap.privilege import LEVELS, check_level
 
 if TYPE_CHECKING:
+    from collections import Counter
+
     from leap.envs.base import Environment
     from leap.policy import Policy
+    from leap.rollout import Episode
 
 EnvFactory = Callable[..., "Environment"]
 #: an object, or the entry point ``"module:attribute"`` that names it
@@ -52,6 +55,9 @@ class EnvSpec:
         teacher: the programmatic privileged teacher, a class or factory ``(privilege) -> Policy``
             (``teacher.kind: programmatic``, ``demos.expert: teacher``); None if it has none.
         teacher_levels: the privilege levels that teacher implements (see ``leap.privilege``).
+        mistakes: a function ``(Episode) -> Counter[str]`` counting an episode's steps by the
+            kind of mistake they are (``leap eval``, the test stages and ``leap mistakes`` add
+            the counts to their summaries); None if the environment names none.
     """
 
     name: str
@@ -60,6 +66,7 @@ class EnvSpec:
     teacher: EntryPoint | None = None
     teacher_levels: tuple[int, ...] = LEVELS
     description: str = ""
+    mistakes: EntryPoint | None = None
 
     def make(self, **options: Any) -> Environment:
         """A fresh instance, built with ``options`` (the config's ``env.options``)."""
@@ -84,6 +91,16 @@ class EnvSpec:
     def expert(self, name: str) -> Policy:
         return self.expert_class(name)()
 
+    def expert_privileged(self, name: str) -> bool:
+        """Whether the expert ``name`` reads the privileged state (its class attribute; the
+        expert is imported, not built)."""
+        self.expert_class(name)  # an unknown name is a one-line ValueError
+        return bool(getattr(load(self.experts[name]), "privileged", False))
+
+    def mistake_counter(self) -> Callable[[Episode], Counter[str]] | None:
+        """The environment's count of an episode's mistakes by kind, if it has one."""
+        return None if self.mistakes is None else load(self.mistakes)
+
     def check_teacher_level(self, level: int) -> int:
         """``level`` if the programmatic teacher has it, else a one-line ValueError."""
         if self.teacher is None:
@@ -101,6 +118,9 @@ def _alfred_experts(world: str) -> dict[str, EntryPoint]:
     }
 
 
+#: what household and ALFWorld count as mistakes (``leap.envs.alfred.mistakes``)
+ALFRED_MISTAKES = "leap.envs.alfred.mistakes:count_mistakes"
+
 _REGISTRY: dict[str, EnvSpec] = {}
 
 
@@ -117,6 +137,7 @@ for _spec in (
         _alfred_experts("household"),
         "leap.envs.household.teacher:HouseholdTeacherPolicy",
         description="embedded ALFWorld-like world (offline, procedural)",
+        mistakes=ALFRED_MISTAKES,
     ),
     EnvSpec(
         "alfworld",
@@ -124,6 +145,7 @@ for _spec in (
         {**_alfred_experts("alfworld"), "handcoded": "leap.envs.alfworld.experts:HandcodedExpertPolicy"},
         "leap.envs.alfworld.teacher:AlfworldTeacherPolicy",
         description="ALFWorld's text games (alfworld package, shared game files)",
+        mistakes=ALFRED_MISTAKES,
     ),
     EnvSpec(
         "webshop",
