@@ -293,7 +293,10 @@ def test_matched_bc_and_paired_comparisons(tmp_path) -> None:
     tested = {e["task_id"] for e in read_jsonl(layout.matched_bc_test() / "episodes.jsonl")}
     assert tested == {e["task_id"] for e in read_jsonl(layout.test(leap) / "episodes.jsonl")}
     comparisons = summary["comparisons"]
-    assert set(comparisons) == {"bc", "matched_bc"}
+    # and with the teacher without its privilege acting as the agent (the searcher), not the planner
+    assert set(comparisons) == {"bc", "matched_bc", "reference_searcher"}
+    assert comparisons["reference_searcher"]["against"] == "searcher (not privileged)"
+    assert "searcher (reference)" in result.output and "planner (reference)" in result.output
     for c in comparisons.values():
         assert c["n"] == 4 and c["low"] <= c["difference"] <= c["high"]
     # each comparison keeps the name of its baseline (its success rate is "baseline")

@@ -88,6 +88,15 @@ def test_report_numbers_equal_the_metrics(tiny_run) -> None:
         for category, numbers in reference["per_category"].items():
             assert row[category] == _pct(numbers["success_rate"])
     assert test["reference: planner"]["success %"] == "100.0"  # the privileged planner
+    # what each tested policy got wrong, from the same metric rows
+    mistakes = {r["policy"]: r for r in tables["Mistakes on the test split"]}
+    for label, metric in (
+        ("BC (iteration 0)", _last(tiny_run, "test", iteration=0)),
+        ("reference: searcher", _last(tiny_run, "reference", reference="searcher")),
+    ):
+        row = next(r for name, r in mistakes.items() if name.removesuffix(" *") == label)
+        for kind, counts in metric["mistakes"].items():
+            assert row[kind.replace("_", " ")] == f"{counts['steps']} ({counts['episodes']})"
     bc = tables["Teacher per iteration"][0]  # iteration 0 corrects nothing
     demos = _last(tiny_run, "demos", iteration=0)
     assert bc["episodes corrected"] == bc["steps accepted"] == ""
@@ -392,3 +401,65 @@ def test_seeds_table_gives_an_interval_only_from_two_seeds() -> None:
     half = 100 * 12.706 * 0.1414214 / 2**0.5
     assert two[0][:3] == ["a", "2", "10.0 [10.0, 10.0]"]
     assert two[0][4] == f"10.0 [{10 - half:.1f}, {10 + half:.1f}]"
+
+
+def test_a_sweep_reuses_the_training_of_runs_that_differ_only_in_their_test(tmp_path) -> None:
+    """Design runs test on a development split; the evidence sweep tests the same recipe on the
+    test split. Its runs take the design runs' finished iterations and budget-matched BC (the
+    same bytes) instead of training again, and evaluate on their own split; a run that trains
+    differently after BC takes only BC."""
+    base = _config(
+        tmp_path,
+        "base",
+        loop={"iterations": 1, "matched_bc": True, "matched_bc_init": "bc"},
+        train={"bc_max_steps": 2},  # BC's own budget, so train.max_steps changes iteration 1 only
+    )
+
+    def sweep(name: str, **extra: Any) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        data = {"name": name, "base": base.name, "output_dir": str(tmp_path / "sweeps"), "seeds": [0]}
+        path.write_text(yaml.safe_dump({**data, **extra}))
+        return path
+
+    design = run_sweep(
+        sweep("design", set={"env.test_split": "valid"}, grid={"loop.rollouts_per_iteration": [3]}),
+        lambda config: LeapRun(config).run(),
+    )
+    trained: list[str] = []
+
+    def run(config: Any) -> dict[str, Any]:
+        trained.append(config.name)
+        return LeapRun(config).run()
+
+    evidence = run_sweep(
+        sweep(
+            "evidence",
+            reuse=[str(design)],
+            grid={"loop.rollouts_per_iteration": [3], "train.max_steps": [2, 1]},
+        ),
+        run,
+    )
+    source = design / "loop.rollouts_per_iteration=3,seed=0"
+    same = evidence / "loop.rollouts_per_iteration=3,train.max_steps=2,seed=0"
+    other = evidence / "loop.rollouts_per_iteration=3,train.max_steps=1,seed=0"
+    weights = "adapter/adapter_model.safetensors"
+    for k in (0, 1):
+        assert (same / f"iter_{k}" / weights).read_bytes() == (source / f"iter_{k}" / weights).read_bytes()
+    assert (same / "matched_bc" / weights).read_bytes() == (source / "matched_bc" / weights).read_bytes()
+    rows = list(read_jsonl(same / "metrics.jsonl"))
+    assert {r["iteration"] for r in rows if r["stage"] == "train"} == {0, 1}
+    assert all(
+        r.get("shared_from") == source.name for r in rows if r["stage"] in ("train", "matched_bc_train")
+    )
+    # the tests are its own, on its own split
+    for test in ("test_iter_0", "test_iter_1", "test_matched_bc", "reference_searcher"):
+        tasks = {e["task_id"] for e in read_jsonl(same / "final" / test / "episodes.jsonl")}
+        assert tasks and all(t.startswith("test_ood/") for t in tasks)
+    assert all(not r.get("shared_from") for r in rows if r["stage"] in ("test", "compare", "reference"))
+    # another step budget after BC: BC is shared, iteration 1 and the matched BC are trained anew
+    assert (other / "iter_0" / weights).read_bytes() == (source / "iter_0" / weights).read_bytes()
+    assert (other / "iter_1" / weights).read_bytes() != (source / "iter_1" / weights).read_bytes()
+    assert all(
+        not r.get("shared_from") for r in read_jsonl(other / "metrics.jsonl") if r.get("iteration") == 1
+    )
+    assert trained == [same.name, other.name]  # each still runs (and tests) as a run of its own

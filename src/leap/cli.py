@@ -328,6 +328,9 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
     if m := summary.get("matched_bc"):
         actions, invalid = f"{m['mean_actions']:.2f}", f"{100 * m['invalid_action_rate']:.1f}"
         table.add_row("BC, matched", "", _rate_cell(m), actions, invalid)
+    for name, r in (summary.get("references") or {}).items():
+        actions, invalid = f"{r['mean_actions']:.2f}", f"{100 * r['invalid_action_rate']:.1f}"
+        table.add_row(f"{name} (reference)", "", _rate_cell(r), actions, invalid)
     console.print(table)
     from leap.stats import difference_text
 

@@ -169,13 +169,13 @@ class RunConfig(StrictModel):
         if not saved.is_file():
             return
         try:
-            before = _flatten(yaml.safe_load(saved.read_text()) or {})
+            before = flatten_keys(yaml.safe_load(saved.read_text()) or {})
         except yaml.YAMLError:
             return  # a torn config.yaml is rewritten by the run
-        now = _flatten(self.model_dump(mode="json"))
+        now = flatten_keys(self.model_dump(mode="json"))
         # a key added to leap after the run began is absent from its saved config: at its
         # default it changes nothing
-        defaults = _flatten(RunConfig(name=self.name).model_dump(mode="json"))
+        defaults = flatten_keys(RunConfig(name=self.name).model_dump(mode="json"))
         for key in sorted(before.keys() | now.keys()):
             if _resumable(key) or before.get(key) == now.get(key):
                 continue
@@ -245,12 +245,12 @@ def _resumable(key: str) -> bool:
     return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_CHANGES)
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_keys(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested sections as dotted keys: {"loop": {"iterations": 2}} -> {"loop.iterations": 2}."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten_keys(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out

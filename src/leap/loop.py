@@ -125,6 +125,12 @@ class LeapRun:
             if self.config.loop.matched_bc:
                 matched = self.matched_bc(k)
                 comparisons["matched_bc"] = self.compare(self.layout.matched_bc_test(), k, matched["label"])
+        references = self.references()
+        if best_leap is not None:
+            # is the student better than its teacher acting without privilege?
+            for name in self.unprivileged_references(references):
+                label = f"{name} (not privileged)"
+                comparisons[f"reference_{name}"] = self.compare(self.layout.reference(name), k, label)
         summary = {
             "name": self.config.name,
             "best_iteration": best.iteration,
@@ -140,7 +146,7 @@ class LeapRun:
             ],
             "matched_bc": matched,
             "comparisons": comparisons,
-            "references": self.references(),
+            "references": references,
         }
         atomic_write_json(self.layout.summary, summary)
         return summary
@@ -487,6 +493,12 @@ class LeapRun:
             results[name] = _headline(summary)
         return results
 
+    def unprivileged_references(self, references: dict[str, Any]) -> list[str]:
+        """The reference experts among ``references`` that act without the privileged state
+        (household's searcher: the teacher without its privilege, the paper's ReAct row)."""
+        spec = self.parts.env
+        return [name for name in references if name in spec.experts and not spec.expert_privileged(name)]
+
     # -- helpers ---------------------------------------------------------------------------------
     def _evaluate_adapter(self, k: int, out: Path, split: str, n: int | None, stage: str) -> dict[str, Any]:
         if not rollout_done(out):
@@ -573,6 +585,7 @@ def train_note(metrics: dict[str, Any]) -> str:
 
 
 def _details(summary: dict[str, Any]) -> dict[str, Any]:
-    """The headline plus the per-category table and, where the environment has them, score parts."""
-    extra = {k: summary[k] for k in ("per_category", "score_parts") if k in summary}
+    """The headline plus the per-category table and, where the environment has them, score parts
+    and the counts of mistakes by kind."""
+    extra = {k: summary[k] for k in ("per_category", "score_parts", "mistakes") if k in summary}
     return {**_headline(summary), **extra}

@@ -7,11 +7,16 @@
     grid:                                 # dotted keys -> values; one run per combination
       teacher.privilege: [0, 25, 50, 75, 100]
     seeds: [0, 1, 2]                      # optional: every grid point once per seed
+    reuse: [runs/sweeps/design]           # optional: earlier runs whose training may be taken
 
 Each run is an ordinary ``leap run`` directory inside the sweep directory, named after its grid
 point (``teacher.privilege=50``), so running the sweep again resumes every run where it stopped.
-Runs whose behaviour cloning is identical (same environment, student, demonstrations, training
-settings and seed) share it: iteration 0 of the first such run is copied instead of retrained.
+A run that would train exactly what an earlier run (of this sweep or of ``reuse``) trained takes
+it instead of training again: every finished iteration where the two configs differ only in what
+is tested (``TEST_KEYS``: a design run on a development split and its test on the test split),
+in speed settings or in how many iterations run; else iteration 0 where behaviour cloning is the
+same (same environment, student, demonstrations, training settings and seed). Final evaluations
+are copied only where the test split and size are the same too.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from leap.config import SPEED_SETTINGS, ConfigError, RunConfig, StrictModel, load_config
+from leap.config import SPEED_SETTINGS, ConfigError, RunConfig, StrictModel, flatten_keys, load_config
 from leap.io import append_jsonl, atomic_write_json, read_jsonl
 from leap.layout import RunLayout, SweepLayout, rollout_done
 
@@ -43,6 +48,11 @@ class SweepConfig(StrictModel):
     grid: dict[str, list[Any]]
     #: repeat every grid point with these seeds (the report gives the mean and its interval)
     seeds: list[int] | None = Field(default=None, min_length=1)
+    #: run directories, or directories of them (another sweep's), whose finished training a run
+    #: of this sweep takes instead of training again where it would train exactly the same
+    #: models (see :func:`training_signature`); paths relative to the working directory, as
+    #: ``output_dir``; those that do not exist are skipped
+    reuse: list[Path] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -83,23 +93,38 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[SweepRun]]:
     return sweep, runs
 
 
+#: config keys that choose what is evaluated after training (and where a run lives), never what
+#: is trained: runs that differ only in them (and in speed settings) train the same models
+TEST_KEYS = (
+    "name",
+    "output_dir",
+    "env.test_split",
+    "env.n_test",
+    "loop.matched_bc",
+    "loop.reference_experts",
+    "loop.reference_zero_shot",
+)
+#: metric stages of the final evaluations (the rest record training and validation)
+TEST_STAGES = ("test", "compare", "reference", "matched_bc_test")
+
+
+def _speed_fields(part: str) -> set[str]:
+    return {k.split(".")[1] for k in SPEED_SETTINGS if k.startswith(part + ".")}
+
+
 def bc_signature(config: RunConfig) -> str:
     """Everything iteration 0 depends on; runs with equal signatures train the same BC model."""
     c = config
     demos = {**c.demos.model_dump(mode="json"), "privilege": c.demo_privilege}
     # exactly what iteration 0 trains with (BC is always SFT, on its own step budget)
-    # settings that change how fast a run computes, not what, are left out
-    speed = {
-        part: {k.split(".")[1] for k in SPEED_SETTINGS if k.startswith(part + ".")}
-        for part in ("train", "student")
-    }
+    # settings that change how fast a run computes, not what, are left out, and so is the test
     train = c.train.for_iteration(0).model_dump(
-        mode="json", exclude={"rule", "bc_max_steps", *speed["train"]}
+        mode="json", exclude={"rule", "bc_max_steps", *_speed_fields("train")}
     )
     signature: dict[str, Any] = {
         "seed": c.seed,
-        "env": c.env.model_dump(mode="json"),
-        "student": c.student.model_dump(mode="json", exclude=speed["student"]),
+        "env": c.env.model_dump(mode="json", exclude={"test_split", "n_test"}),
+        "student": c.student.model_dump(mode="json", exclude=_speed_fields("student")),
         "demos": demos,
         "train": train,
     }
@@ -108,16 +133,77 @@ def bc_signature(config: RunConfig) -> str:
     return json.dumps(signature, sort_keys=True)
 
 
-def share_bc(source: Path, target: Path) -> None:
-    """Copy a finished iteration 0 (and its test, if any) with its metric rows into ``target``."""
+def training_signature(config: RunConfig) -> str:
+    """Everything the run's trained models depend on (the whole config but its test keys, its
+    speed settings, its tracking and how many iterations it runs): runs with equal signatures
+    train the same model at every iteration they both reach."""
+    flat = flatten_keys(config.model_dump(mode="json"))
+    left_out = (*TEST_KEYS, *SPEED_SETTINGS, "loop.iterations")
+    kept = {k: v for k, v in flat.items() if k not in left_out and not k.startswith("tracking.")}
+    return json.dumps(kept, sort_keys=True)
+
+
+def _test_signature(config: RunConfig) -> tuple[Any, ...]:
+    return (config.env.test_split, config.env.n_test)
+
+
+def _iteration_done(layout: RunLayout, k: int) -> bool:
+    return layout.samples(k).is_file() and layout.adapter_done(k) and rollout_done(layout.valid(k))
+
+
+def share_bc(source: Path, target: Path, *, tests: bool = True) -> None:
+    """Copy a finished iteration 0 (and, with ``tests``, its test if any) with its metric rows
+    into ``target``."""
+    share_training(source, target, iterations=0, tests=tests)
+
+
+def share_training(
+    source: Path, target: Path, *, iterations: int, tests: bool, matched_bc: bool = False
+) -> list[int]:
+    """Copy the finished iterations 0..``iterations`` of ``source`` (up to its first unfinished
+    one) with their metric rows into ``target``; with ``matched_bc`` its budget-matched BC's
+    training too; with ``tests`` the final evaluations of what is copied. Returns the iterations
+    copied."""
     src, dst = RunLayout(source), RunLayout(target)
     target.mkdir(parents=True, exist_ok=True)
-    if rollout_done(src.test(0)) and not dst.test(0).exists():
-        _copy_dir(src.test(0), dst.test(0))
+    copied: list[int] = []
+    while len(copied) <= iterations and _iteration_done(src, len(copied)):
+        copied.append(len(copied))
+    if not copied:
+        return []
+    copy_matched = matched_bc and (src.matched_bc / "adapter" / "adapter_config.json").is_file()
+    if tests:
+        for k in copied:
+            if rollout_done(src.test(k)) and not dst.test(k).exists():
+                _copy_dir(src.test(k), dst.test(k))
     for row in read_jsonl(src.metrics):
-        if row.get("iteration") == 0:
+        stage, k = row.get("stage"), row.get("iteration")
+        ours = k in copied or (copy_matched and stage == "matched_bc_train")
+        if ours and (tests or stage not in TEST_STAGES) and stage != "compare":
             append_jsonl(dst.metrics, {**row, "shared_from": source.name})
-    _copy_dir(src.iteration(0), dst.iteration(0))  # last: its presence means the copy is whole
+    if copy_matched and not dst.matched_bc.exists():
+        _copy_dir(src.matched_bc, dst.matched_bc)
+    for k in reversed(copied):  # iteration 0 last: its presence means the copy is whole
+        if not dst.iteration(k).exists():
+            _copy_dir(src.iteration(k), dst.iteration(k))
+    return copied
+
+
+def reusable_runs(paths: list[Path]) -> list[tuple[Path, RunConfig]]:
+    """The run directories in ``paths`` (each a run directory or a directory of them) with the
+    config they ran; a directory whose config no longer validates is skipped with a warning."""
+    found: list[tuple[Path, RunConfig]] = []
+    for path in paths:
+        candidates = [path] if RunLayout(path).config.is_file() else sorted(path.glob("*/"))
+        for run_dir in candidates:
+            saved = RunLayout(run_dir).config
+            if not saved.is_file():
+                continue
+            try:
+                found.append((run_dir, RunConfig.model_validate(yaml.safe_load(saved.read_text()))))
+            except (yaml.YAMLError, ValueError) as exc:
+                log.warning("reuse: skipping %s: %s", run_dir, str(exc).splitlines()[0])
+    return found
 
 
 def _copy_dir(source: Path, target: Path) -> None:
@@ -149,17 +235,40 @@ def run_sweep(
             "runs": [{"name": r.name, "overrides": r.overrides} for r in runs],
         },
     )
-    trained_bc: dict[str, Path] = {}
+    done: list[tuple[Path, RunConfig]] = reusable_runs(sweep.reuse)
     for i, r in enumerate(runs):
-        target = r.config.run_dir
-        signature = bc_signature(r.config)
-        source = trained_bc.get(signature)
-        if source is not None and not r.config.layout.iteration(0).exists():
-            log.info("%s: sharing behaviour cloning with %s", r.name, source.name)
-            share_bc(source, target)
+        if not r.config.layout.iteration(0).exists():
+            _share(r, done)
         if on_run is not None:
             on_run(i, len(runs), r)
         run(r.config)
         if r.config.layout.bc_done():
-            trained_bc.setdefault(signature, target)
+            done.append((r.config.run_dir, r.config))
     return directory
+
+
+def _share(r: SweepRun, done: list[tuple[Path, RunConfig]]) -> None:
+    """Start ``r`` from the training of an earlier run that trained the same models: every
+    iteration where the whole training signature is equal, else BC where BC's is."""
+    config, target = r.config, r.config.run_dir
+    for source, other in done:
+        if source.resolve() == target.resolve() or not RunLayout(source).bc_done():
+            continue
+        tests = _test_signature(other) == _test_signature(config)
+        if training_signature(other) == training_signature(config):
+            same_matched = (other.loop.iterations, other.loop.matched_bc_init) == (
+                config.loop.iterations,
+                config.loop.matched_bc_init,
+            )
+            copied = share_training(
+                source, target, iterations=config.loop.iterations, tests=tests, matched_bc=same_matched
+            )
+            log.info("%s: sharing iterations %s with %s", r.name, copied, source)
+            return
+    for source, other in done:
+        if source.resolve() == target.resolve() or not RunLayout(source).bc_done():
+            continue
+        if bc_signature(other) == bc_signature(config):
+            log.info("%s: sharing behaviour cloning with %s", r.name, source)
+            share_bc(source, target, tests=_test_signature(other) == _test_signature(config))
+            return

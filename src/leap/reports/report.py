@@ -22,7 +22,15 @@ from leap.io import atomic_write_text
 from leap.layout import RunLayout, SweepLayout
 from leap.reports import plots
 from leap.reports.rundata import NotARunError, RunData
-from leap.reports.tables import Table, pct, teacher_table, test_table, training_table, validation_table
+from leap.reports.tables import (
+    Table,
+    mistakes_table,
+    pct,
+    teacher_table,
+    test_table,
+    training_table,
+    validation_table,
+)
 from leap.stats import difference_text, mean_interval
 from leap.sweep import value_text
 
@@ -122,6 +130,8 @@ def build_run_report(run_dir: str | Path) -> ReportFiles:
         ("Training loss", plots.loss_curves(run, out / "loss.png")),
     ]
     tables = [test_table(run), validation_table(run), teacher_table(run), training_table(run)]
+    if (mistakes := mistakes_table(run)) is not None:
+        tables.insert(1, mistakes)
     return _write(run.dir, f"LEAP run · {run.name}", _run_facts(run), tables, figures)
 
 

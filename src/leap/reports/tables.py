@@ -90,6 +90,31 @@ def test_table(run: RunData) -> Table:
     return table
 
 
+def mistakes_table(run: RunData) -> Table | None:
+    """What each tested policy got wrong on the test split, by kind (``leap.envs.alfred.mistakes``);
+    None where the environment counts no mistakes."""
+    rows: list[tuple[str, dict[str, Any]]] = [
+        (_label(run, k), row) for k in run.iterations if (row := run.row("test", k)) is not None
+    ]
+    if (row := run.row("matched_bc_test", None)) is not None:
+        rows.append((row.get("label", "BC, budget-matched"), row))
+    rows += [(f"reference: {name}", row) for name, row in sorted(run.references.items())]
+    rows = [(label, row) for label, row in rows if row.get("mistakes")]
+    if not rows:
+        return None
+    kinds = list(dict.fromkeys(kind for _, row in rows for kind in row["mistakes"]))
+    table = Table(
+        "Mistakes on the test split",
+        ["policy", "success %", "n", *(k.replace("_", " ") for k in kinds)],
+        note="steps of each kind, and in brackets the episodes with at least one "
+        "(leap.envs.alfred.mistakes says what each kind counts)",
+    )
+    for label, row in rows:
+        cells = [f"{c['steps']} ({c['episodes']})" if (c := row["mistakes"].get(k)) else "" for k in kinds]
+        table.rows.append([label, pct(row["success_rate"]), str(row["n_episodes"]), *cells])
+    return table
+
+
 def _result_cells(run: RunData, row: dict[str, Any]) -> list[str]:
     return [*_headline_cells(row), *_score_cells(run, row), *_category_cells(run, row)]
 
