@@ -344,7 +344,11 @@ def test_score_parts_get_columns_where_the_environment_has_them(tmp_path) -> Non
 
 
 def test_sweep_repeats_grid_points_over_seeds(tmp_path) -> None:
-    sweep = _sweep_file(tmp_path, {"train.rule": ["sft"]}, seeds=[0, 1])
+    """Over seeds: the means with their intervals, and the evidence table: per seed BC, LEAP, the
+    budget-matched BC and the teacher without privilege (the searcher) with LEAP's paired
+    differences, their means over seeds (Student's t) and the differences pooled over tasks."""
+    matched = {"loop.matched_bc": True, "loop.matched_bc_init": "bc"}
+    sweep = _sweep_file(tmp_path, {"train.rule": ["sft"]}, seeds=[0, 1], set=matched)
     _, runs = load_sweep(sweep)
     assert [r.name for r in runs] == ["train.rule=sft,seed=0", "train.rule=sft,seed=1"]
     assert [r.config.seed for r in runs] == [0, 1]
@@ -355,6 +359,38 @@ def test_sweep_repeats_grid_points_over_seeds(tmp_path) -> None:
     assert len(table) == 1 and table[0]["finished seeds"] == "2"
     bc = [_last(directory / r.name, "test", iteration=0)["success_rate"] for r in runs]
     assert table[0]["BC test %"].startswith(f"{100 * sum(bc) / 2:.1f} [")
+    evidence = tables["Evidence over seeds (train.rule = sft): test success % and LEAP's paired differences"]
+    assert [row["seed"] for row in evidence] == ["0", "1", "mean of 2", "pooled"]
+    pairs: dict[str, tuple[dict, dict]] = {}
+    for r, row in zip(runs, evidence, strict=False):
+        summary = yaml.safe_load((directory / r.name / "summary.json").read_text())
+        assert row["BC %"] == _pct(summary["iterations"][0]["test"]["success_rate"])
+        assert row["matched BC %"] == _pct(summary["matched_bc"]["success_rate"])
+        assert row["searcher (not privileged) %"] == _pct(summary["references"]["searcher"]["success_rate"])
+        for column, key in (
+            ("BC", "bc"),
+            ("matched BC", "matched_bc"),
+            ("searcher (not privileged)", "reference_searcher"),
+        ):
+            c = summary["comparisons"][key]
+            assert row[f"LEAP − {column}"].startswith(f"{100 * c['difference']:+.1f} [")
+        for key, test in (("bc", "test_iter_0"), ("leap", f"test_iter_{summary['best_leap_iteration']}")):
+            episodes = read_jsonl(directory / r.name / "final" / test / "episodes.jsonl")
+            pairs.setdefault(key, ({}, {}))[r.config.seed].update(
+                (e["task_id"], float(e["success"])) for e in episodes
+            )
+    mean = evidence[2]
+    assert mean["BC %"].startswith(f"{100 * sum(bc) / 2:.1f} [")
+    from leap.stats import paired_difference
+
+    pooled = paired_difference(
+        {f"{s}/{t}": v for s in (0, 1) for t, v in pairs["bc"][s].items()},
+        {f"{s}/{t}": v for s in (0, 1) for t, v in pairs["leap"][s].items()},
+    )
+    assert pooled["n"] == 2 * 3
+    assert evidence[3]["LEAP − BC"].startswith(
+        f"{100 * pooled['difference']:+.1f} [{100 * pooled['low']:+.1f}"
+    )
 
 
 def test_sweep_report_plots_success_against_the_training_budget(tmp_path) -> None:

@@ -34,6 +34,9 @@ def _rates(episodes: Sequence[Episode]) -> dict[str, Any]:
     }
 
 
+#: how a run labels its comparison with a reference policy that acts without privilege
+NOT_PRIVILEGED = " (not privileged)"
+
 #: score parts an environment may report in its final step's ``info["score_parts"]`` (WebShop)
 SCORE_PARTS = {"attribute": "r_attribute", "option": "r_option", "type": "r_type", "price": "r_price"}
 

@@ -30,7 +30,7 @@ import yaml
 from leap.builders import RunParts
 from leap.config import RunConfig
 from leap.data import Sample, aggregate, export, load_samples, make_sample
-from leap.evaluate import evaluate, task_successes
+from leap.evaluate import NOT_PRIVILEGED, evaluate, task_successes
 from leap.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from leap.layout import rollout_done
 from leap.models.registry import resolve_model_path
@@ -129,7 +129,7 @@ class LeapRun:
         if best_leap is not None:
             # is the student better than its teacher acting without privilege?
             for name in self.unprivileged_references(references):
-                label = f"{name} (not privileged)"
+                label = f"{name}{NOT_PRIVILEGED}"
                 comparisons[f"reference_{name}"] = self.compare(self.layout.reference(name), k, label)
         summary = {
             "name": self.config.name,

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 import markdown
 
-from leap.evaluate import rates_interval
+from leap.evaluate import NOT_PRIVILEGED, rates_interval
 from leap.io import atomic_write_text
 from leap.layout import RunLayout, SweepLayout
 from leap.reports import plots
@@ -31,7 +31,7 @@ from leap.reports.tables import (
     training_table,
     validation_table,
 )
-from leap.stats import difference_text, mean_interval
+from leap.stats import difference_text, mean_interval, paired_difference
 from leap.sweep import value_text
 
 
@@ -190,6 +190,7 @@ def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
     tables = [table]
     if manifest.get("seeds"):
         tables.append(_seeds_table(keys, points, manifest["seeds"]))
+        tables += [_evidence_table(point, keys, runs) for point, runs in points.items()]
     budgeted = [r for r in runs if any(p["policy"] == "BC, budget-matched" for p in r.budget())]
     if budgeted:
         tables.append(_budget_table(budgeted))
@@ -278,6 +279,89 @@ def _seeds_table(keys: list[str], points: dict[tuple[str, ...], list[RunData]], 
             ]
         )
     return table
+
+
+def _evidence_table(point: tuple[str, ...], keys: list[str], runs: list[RunData]) -> Table:
+    """One grid point over its seeds: per seed the test success of BC, the tested LEAP iteration,
+    the budget-matched BC and each reference that acts without privilege (the teacher without its
+    privilege), and LEAP's paired differences to them; then their means with Student's t 95 %
+    intervals over seeds, and the paired differences pooled over every seed's tasks."""
+    finished = [r for r in runs if r.summary and r.best_leap_iteration is not None]
+    unprivileged = sorted(
+        {c["against"] for r in finished for c in r.comparisons if c["against"].endswith(NOT_PRIVILEGED)}
+    )
+    # (column label, key in RunData.test_successes, label prefix of LEAP's comparison with it)
+    policies = [("BC", "BC (iteration 0)", "BC (iteration 0)"), ("LEAP", "LEAP", None)]
+    policies += [("matched BC", "matched", "BC, budget-matched")]
+    policies += [(label, label.removesuffix(NOT_PRIVILEGED), label) for label in unprivileged]
+    baselines = [(label, key, against) for label, key, against in policies if against is not None]
+    where = ", ".join(f"{k} = {v}" for k, v in zip(keys, point, strict=True))
+    table = Table(
+        f"Evidence over seeds ({where}): test success % and LEAP's paired differences",
+        ["seed", *(f"{label} %" for label, _, _ in policies), *(f"LEAP − {b}" for b, _, _ in baselines)],
+        note="per seed: success on the same test tasks, and LEAP minus each policy on those tasks in "
+        "points with its bootstrap 95 % interval (tasks won/lost). Mean: over seeds, with a Student's t "
+        "95 % interval (the one to judge by: it counts the variation between training runs). Pooled: "
+        "every seed's tasks as one paired sample, a bootstrap interval that leaves that variation out.",
+    )
+    rates: dict[str, list[float]] = {}
+    differences: dict[str, list[float]] = {}
+    pooled: dict[str, dict[str, float]] = {}
+    for run in finished:
+        successes = run.test_successes()
+        row = [str(run.config.get("seed", "?"))]
+        for label, key, _ in policies:
+            tasks = successes.get(key)
+            row.append(pct(sum(tasks.values()) / len(tasks)) if tasks else "")
+            if tasks:
+                rates.setdefault(label, []).append(sum(tasks.values()) / len(tasks))
+                seed = run.config.get("seed")
+                pooled.setdefault(label, {}).update((f"{seed}/{t}", v) for t, v in tasks.items())
+        for label, _, against in baselines:
+            c = run.comparison(against)
+            row.append(_difference_cell(c))
+            if c is not None:
+                differences.setdefault(label, []).append(c["difference"])
+        table.rows.append(row)
+    table.rows.append(
+        [
+            f"mean of {len(finished)}",
+            *(_mean_cell(rates.get(label), sign=False) for label, _, _ in policies),
+            *(_mean_cell(differences.get(label), sign=True) for label, _, _ in baselines),
+        ]
+    )
+    leap = pooled.get("LEAP")
+    table.rows.append(
+        [
+            "pooled",
+            *[""] * len(policies),
+            *(
+                _difference_cell(paired_difference(pooled[label], leap)) if leap and label in pooled else ""
+                for label, _, _ in baselines
+            ),
+        ]
+    )
+    return table
+
+
+def _mean_cell(values: list[float] | None, *, sign: bool) -> str:
+    """Mean over seeds (in %, or points with ``sign``) with its Student's t 95 % interval."""
+    if not values:
+        return ""
+    fmt = "+.1f" if sign else ".1f"
+    mean, low, high = mean_interval(values)
+    if low is None or high is None:
+        return f"{100 * mean:{fmt}}"
+    return f"{100 * mean:{fmt}} [{100 * low:{fmt}}, {100 * high:{fmt}}]"
+
+
+def _difference_cell(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return ""
+    return (
+        f"{100 * c['difference']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] "
+        f"({c.get('wins', 0)}/{c.get('losses', 0)})"
+    )
 
 
 def build_report(path: str | Path) -> ReportFiles:

@@ -104,6 +104,28 @@ class RunData:
             )
         return found
 
+    def test_successes(self) -> dict[str, dict[str, float]]:
+        """Per tested policy (as labelled in the run's comparisons: ``BC (iteration 0)``,
+        ``LEAP``, ``matched``, and each reference by name), task id -> success, read from the
+        episodes of its test. For pooling paired comparisons over runs."""
+        from leap.evaluate import task_successes
+
+        layout = RunLayout(self.dir)
+        found = {"BC (iteration 0)": layout.test(0), "matched": layout.matched_bc_test()}
+        if self.best_leap_iteration is not None:
+            found["LEAP"] = layout.test(self.best_leap_iteration)
+        found.update(layout.references())
+        return {
+            label: task_successes(d / "episodes.jsonl")
+            for label, d in found.items()
+            if (d / "episodes.jsonl").is_file()
+        }
+
+    def comparison(self, against: str) -> dict[str, Any] | None:
+        """The last paired comparison of the tested LEAP iteration with the policy whose label
+        starts with ``against``."""
+        return next((c for c in reversed(self.comparisons) if c.get("against", "").startswith(against)), None)
+
     @property
     def references(self) -> dict[str, dict[str, Any]]:
         """Reference rows on the test split by name (experts, the zero-shot student)."""
