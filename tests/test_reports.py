@@ -320,6 +320,26 @@ def test_sweep_dry_run_lists_the_grid(tmp_path) -> None:
     assert result.exit_code == 2 and "teacher.privilege" in result.output
 
 
+def test_a_grid_value_may_set_several_keys_together(tmp_path) -> None:
+    """A learning curve holds the epochs fixed: the demonstrations and BC's steps vary together."""
+    scale = [
+        {"demos.n_episodes": 2, "train.bc_max_steps": 1},
+        {"demos.n_episodes": 4, "train.bc_max_steps": 2},
+    ]
+    sweep = _sweep_file(tmp_path, {"demos.expert": ["searcher", "teacher"], "scale": scale})
+    _, runs = load_sweep(sweep)
+    assert [r.name for r in runs][:2] == [
+        "demos.expert=searcher,demos.n_episodes=2,train.bc_max_steps=1",
+        "demos.expert=searcher,demos.n_episodes=4,train.bc_max_steps=2",
+    ]
+    assert [(r.config.demos.n_episodes, r.config.train.bc_max_steps) for r in runs] == [(2, 1), (4, 2)] * 2
+    assert runs[3].overrides == {"demos.expert": "teacher", "scale": scale[1]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "base": "base.yaml", "grid": {"s": [{"train.lr": 1}]}}))
+    result = CliRunner().invoke(app, ["sweep", str(bad), "--dry-run"])
+    assert result.exit_code == 2 and "train.lr: unknown key" in result.output
+
+
 def test_score_parts_get_columns_where_the_environment_has_them(tmp_path) -> None:
     """WebShop-style rows: the mean score and its four parts appear next to success."""
     from leap.io import append_jsonl

@@ -6,6 +6,9 @@
     set: {loop.iterations: 1}             # optional overrides applied to every run
     grid:                                 # dotted keys -> values; one run per combination
       teacher.privilege: [0, 25, 50, 75, 100]
+      scale:                              # a label -> mappings of keys that vary together
+        - {demos.n_episodes: 60, train.bc_max_steps: 32}
+        - {demos.n_episodes: 240, train.bc_max_steps: 128}
     seeds: [0, 1, 2]                      # optional: every grid point once per seed
     reuse: [runs/sweeps/design]           # optional: earlier runs whose training may be taken
 
@@ -45,6 +48,7 @@ class SweepConfig(StrictModel):
     base: Path
     output_dir: Path = Path("runs/sweeps")
     set: dict[str, Any] = Field(default_factory=dict)
+    #: dotted config keys -> their values; or a label -> mappings of dotted keys to values
     grid: dict[str, list[Any]]
     #: repeat every grid point with these seeds (the report gives the mean and its interval)
     seeds: list[int] | None = Field(default=None, min_length=1)
@@ -87,10 +91,21 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[SweepRun]]:
         point = dict(zip(keys, values, strict=True))
         for seed in sweep.seeds or [None]:
             overrides = point if seed is None else {**point, "seed": seed}
-            name = ",".join(f"{k}={value_text(v)}" for k, v in overrides.items()).replace("/", "_")
-            config = load_config(base, {**sweep.set, **overrides, "name": name, "output_dir": str(directory)})
+            keyed = _config_keys(overrides)
+            name = ",".join(f"{k}={value_text(v)}" for k, v in keyed.items()).replace("/", "_")
+            config = load_config(base, {**sweep.set, **keyed, "name": name, "output_dir": str(directory)})
             runs.append(SweepRun(name, overrides, config))
     return sweep, runs
+
+
+def _config_keys(overrides: dict[str, Any]) -> dict[str, Any]:
+    """A grid point's config keys: a grid value that is a mapping of dotted keys (keys that vary
+    together, such as the demonstrations and BC's steps) stands for those keys, and its grid key
+    is only a label."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        out.update(value if isinstance(value, dict) else {key: value})
+    return out
 
 
 #: config keys that choose what is evaluated after training (and where a run lives), never what
