@@ -49,7 +49,8 @@ class SweepConfig(StrictModel):
     output_dir: Path = Path("runs/sweeps")
     set: dict[str, Any] = Field(default_factory=dict)
     #: dotted config keys -> their values; or a label -> mappings of dotted keys to values
-    grid: dict[str, list[Any]]
+    #: (empty with ``seeds``: the base config once per seed)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
     #: repeat every grid point with these seeds (the report gives the mean and its interval)
     seeds: list[int] | None = Field(default=None, min_length=1)
     #: run directories, or directories of them (another sweep's), whose finished training a run
@@ -81,7 +82,7 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[SweepRun]]:
         sweep = SweepConfig.model_validate(raw)
     except (yaml.YAMLError, ValueError) as exc:
         raise ConfigError(f"{path}: {str(exc).splitlines()[0]}") from None
-    if not sweep.grid or any(not values for values in sweep.grid.values()):
+    if (not sweep.grid and not sweep.seeds) or any(not values for values in sweep.grid.values()):
         raise ConfigError(f"{path}: grid must map each key to a non-empty list of values")
     base = sweep.base if sweep.base.is_absolute() else path.parent / sweep.base
     directory = sweep.output_dir / sweep.name
@@ -149,11 +150,12 @@ def bc_signature(config: RunConfig) -> str:
 
 
 def training_signature(config: RunConfig) -> str:
-    """Everything the run's trained models depend on (the whole config but its test keys, its
-    speed settings, its tracking and how many iterations it runs): runs with equal signatures
-    train the same model at every iteration they both reach."""
+    """Everything the run's LEAP iterations depend on (the whole config but its test keys, its
+    speed settings, its tracking, how many iterations it runs and how its matched BC starts):
+    runs with equal signatures train the same model at every iteration they both reach."""
     flat = flatten_keys(config.model_dump(mode="json"))
-    left_out = (*TEST_KEYS, *SPEED_SETTINGS, "loop.iterations")
+    # how many iterations run, and how the matched BC is trained, change no LEAP iteration
+    left_out = (*TEST_KEYS, *SPEED_SETTINGS, "loop.iterations", "loop.matched_bc_init")
     kept = {k: v for k, v in flat.items() if k not in left_out and not k.startswith("tracking.")}
     return json.dumps(kept, sort_keys=True)
 

@@ -295,7 +295,7 @@ def _evidence_table(point: tuple[str, ...], keys: list[str], runs: list[RunData]
     policies += [("matched BC", "matched", "BC, budget-matched")]
     policies += [(label, label.removesuffix(NOT_PRIVILEGED), label) for label in unprivileged]
     baselines = [(label, key, against) for label, key, against in policies if against is not None]
-    where = ", ".join(f"{k} = {v}" for k, v in zip(keys, point, strict=True))
+    where = ", ".join(f"{k} = {v}" for k, v in zip(keys, point, strict=True)) or "the base config"
     table = Table(
         f"Evidence over seeds ({where}): test success % and LEAP's paired differences",
         ["seed", *(f"{label} %" for label, _, _ in policies), *(f"LEAP − {b}" for b, _, _ in baselines)],
