@@ -14,7 +14,7 @@ from test_loop import _config
 from typer.testing import CliRunner
 
 from leap.cli import app
-from leap.config import load_config
+from leap.config import ConfigError, load_config
 from leap.io import atomic_write_jsonl, read_jsonl
 from leap.loop import LeapRun
 from leap.reports import build_report
@@ -338,6 +338,17 @@ def test_a_grid_value_may_set_several_keys_together(tmp_path) -> None:
     bad.write_text(yaml.safe_dump({"name": "x", "base": "base.yaml", "grid": {"s": [{"train.lr": 1}]}}))
     result = CliRunner().invoke(app, ["sweep", str(bad), "--dry-run"])
     assert result.exit_code == 2 and "train.lr: unknown key" in result.output
+
+
+def test_a_sweep_of_seeds_alone_needs_no_grid(tmp_path) -> None:
+    base = _config(tmp_path, "base", loop={"iterations": 1})
+    path = tmp_path / "seeds.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "base": base.name, "seeds": [3, 4]}))
+    _, runs = load_sweep(path)
+    assert [(r.name, r.config.seed) for r in runs] == [("seed=3", 3), ("seed=4", 4)]
+    path.write_text(yaml.safe_dump({"name": "s", "base": base.name}))
+    with pytest.raises(ConfigError, match="grid must map"):
+        load_sweep(path)
 
 
 def test_score_parts_get_columns_where_the_environment_has_them(tmp_path) -> None:
