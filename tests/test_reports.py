@@ -18,7 +18,7 @@ from leap.config import ConfigError, load_config
 from leap.io import atomic_write_jsonl, read_jsonl
 from leap.loop import LeapRun
 from leap.reports import build_report
-from leap.reports.plots import budget_figure
+from leap.reports.plots import budget_figure, learning_curve_figure
 from leap.reports.rundata import RunData
 from leap.reports.viewer import build_viewer
 from leap.sweep import bc_signature, load_sweep, run_sweep
@@ -449,6 +449,24 @@ def test_sweep_report_plots_success_against_the_training_budget(tmp_path) -> Non
     assert run.test_split == run.config["env"]["test_split"] == "test_ood"
     axes = budget_figure([run], "tiny").axes
     assert [ax.get_ylabel() for ax in axes] == ["success % on test_ood (95 % CI)"] * 2
+
+
+def test_sweep_report_plots_bc_against_the_demonstrations(tmp_path) -> None:
+    """A sweep over the number of demonstrations gets the learning curve: BC's test success
+    against the demonstrations per demonstrator, LEAP beside the BC it started from."""
+    sweep = _sweep_file(tmp_path, {"demos.n_episodes": [2, 3]})
+    directory = run_sweep(sweep, lambda config: LeapRun(config).run())
+    files = build_report(directory)
+    assert directory / "plots" / "learning_curve.png" in files.plots
+    runs = [RunData.load(directory / f"demos.n_episodes={n}") for n in (2, 3)]
+    ax = learning_curve_figure(runs, "tiny").axes[0]
+    containers = {c.get_label(): c for c in ax.containers}
+    bc = containers["BC on the teacher at 50 %"].lines[0]
+    assert list(bc.get_xdata()) == [2, 3]
+    assert list(bc.get_ydata()) == [100 * r.success("test", 0) for r in runs]
+    leap = containers["LEAP (from that BC)"].lines[0]
+    assert list(leap.get_ydata()) == [100 * r.success("test", r.best_leap_iteration) for r in runs]
+    assert {line.get_label() for line in ax.lines} >= {"planner itself", "searcher itself"}
 
 
 def test_seeds_table_gives_an_interval_only_from_two_seeds() -> None:

@@ -131,15 +131,12 @@ def budget_figure(runs: Sequence[RunData], title: str) -> Figure:
     for i, (key, label) in enumerate((("samples", "training samples"), ("steps", "optimizer steps"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for j, (name, points) in enumerate(series.items()):
-            points = sorted((p for p in points if p[key] is not None), key=lambda p: p[key])
-            rates = [100 * p["success_rate"] for p in points]
-            bounds = [wilson(round(p["success_rate"] * p["n_episodes"]), p["n_episodes"]) for p in points]
-            errors = [
-                [r - 100 * low for r, (low, _) in zip(rates, bounds, strict=True)],
-                [100 * high - r for r, (_, high) in zip(rates, bounds, strict=True)],
+            nudged = [
+                (p[key] * (1 + 0.01 * (j - 1)), p["success_rate"], p["n_episodes"])
+                for p in points
+                if p[key] is not None
             ]
-            xs = [p[key] * (1 + 0.01 * (j - 1)) for p in points]
-            ax.errorbar(xs, rates, yerr=errors, marker="o", capsize=3, label=name)
+            _with_errors(ax, nudged, marker="o", label=name)
         ax.set_xlabel(label)
         ax.set_ylabel(f"success % on {splits} (95 % CI)")
         ax.set_ylim(0, 100)
@@ -152,3 +149,66 @@ def budget_figure(runs: Sequence[RunData], title: str) -> Figure:
 def budget_curves(runs: Sequence[RunData], title: str, path: Path) -> Path:
     """The budget figure (``budget_figure``) saved as ``path``."""
     return _save(budget_figure(runs, title), path)
+
+
+def _demonstrator(run: RunData) -> str:
+    demos = run.config.get("demos", {})
+    expert = demos.get("expert", "teacher")
+    if expert != "teacher":
+        return f"BC on the {expert}"
+    level = demos.get("privilege") or run.config.get("teacher", {}).get("privilege")
+    return f"BC on the teacher at {level} %"
+
+
+def _with_errors(ax: Axes, points: Sequence[tuple[float, float, int]], **style: object) -> None:
+    """(x, success rate, episodes) points with Wilson 95 % error bars, joined in x order."""
+    points = sorted(points)
+    rates = [100 * rate for _, rate, _ in points]
+    bounds = [wilson(round(rate * n), n) for _, rate, n in points]
+    errors = [
+        [r - 100 * low for r, (low, _) in zip(rates, bounds, strict=True)],
+        [100 * high - r for r, (_, high) in zip(rates, bounds, strict=True)],
+    ]
+    ax.errorbar([x for x, _, _ in points], rates, yerr=errors, capsize=3, **style)  # type: ignore[arg-type]
+
+
+def learning_curve_figure(runs: Sequence[RunData], title: str) -> Figure:
+    """BC's success on the runs' test split (Wilson 95 % error bars) against the number of
+    demonstrations, one line per demonstrator; the tested LEAP iteration of runs that have one
+    beside the BC it started from; the non-privileged references as dashed lines."""
+    fig = Figure(figsize=(7.2, 4.2))
+    ax = fig.add_subplot()
+    curves: dict[str, list[tuple[float, float, int]]] = {}
+    leap: list[tuple[float, float, int]] = []
+    references: dict[str, float] = {}
+    for run in runs:
+        n = run.config.get("demos", {}).get("n_episodes")
+        if n is None or (bc := run.row("test", 0)) is None:
+            continue
+        curves.setdefault(_demonstrator(run), []).append((n, bc["success_rate"], bc["n_episodes"]))
+        k = run.best_leap_iteration
+        if k is not None and (row := run.row("test", k)) is not None:
+            leap.append((n, row["success_rate"], row["n_episodes"]))
+        references.update((name, row["success_rate"]) for name, row in run.references.items())
+    for name, points in sorted(curves.items()):
+        _with_errors(ax, points, marker="o", label=name)
+    if leap:
+        _with_errors(ax, leap, marker="*", markersize=12, linestyle="none", label="LEAP (from that BC)")
+    for (name, rate), colour in zip(sorted(references.items()), REFERENCE_STYLES, strict=False):
+        ax.axhline(100 * rate, linestyle="--", linewidth=1, color=colour, label=f"{name} itself")
+    splits = ", ".join(sorted({run.test_split for run in runs}))
+    ax.set_xscale("log", base=2)
+    xs = sorted({x for points in curves.values() for x, _, _ in points})
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel("demonstration episodes (BC's steps in proportion)")
+    ax.set_ylabel(f"success % on {splits} (95 % CI)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(title)
+    return fig
+
+
+def learning_curve(runs: Sequence[RunData], title: str, path: Path) -> Path:
+    """The learning-curve figure (``learning_curve_figure``) saved as ``path``."""
+    return _save(learning_curve_figure(runs, title), path)

@@ -212,6 +212,13 @@ def build_sweep_report(sweep_dir: str | Path) -> ReportFiles:
                 plots.budget_curves(budgeted, f"sweep {manifest['name']}", sweep.plots / "budget.png"),
             )
         )
+    if len({r.config.get("demos", {}).get("n_episodes") for r in runs}) > 1:
+        figures.append(
+            (
+                "BC's test success against the demonstrations",
+                plots.learning_curve(runs, f"sweep {manifest['name']}", sweep.plots / "learning_curve.png"),
+            )
+        )
     facts = [
         ("base config", str(manifest["base"])),
         ("grid", ", ".join(f"{k} = {manifest['grid'][k]}" for k in keys)),
