@@ -516,10 +516,14 @@ def test_a_sweep_reuses_the_training_of_runs_that_differ_only_in_their_test(tmp_
         trained.append(config.name)
         return LeapRun(config).run()
 
+    # a run of the same recipe without the matched BC, listed first: the design run, which has
+    # one, is taken
+    plain = load_config(base, {"name": "plain", "env.test_split": "valid", "loop.matched_bc": False})
+    LeapRun(plain).run()
     evidence = run_sweep(
         sweep(
             "evidence",
-            reuse=[str(design)],
+            reuse=[str(plain.run_dir), str(design)],
             grid={"loop.rollouts_per_iteration": [3], "train.max_steps": [2, 1]},
         ),
         run,

@@ -119,6 +119,10 @@ class RunLayout:
         ``demos/`` (the extra demonstrations), ``samples.jsonl``, ``train/sft.jsonl``, ``adapter/``."""
         return self.root / "matched_bc"
 
+    def matched_bc_done(self) -> bool:
+        """The budget-matched BC's adapter is trained."""
+        return (self.matched_bc / "adapter" / "adapter_config.json").is_file()
+
     def matched_bc_test(self) -> Path:
         return self.final / "test_matched_bc"
 

@@ -395,7 +395,7 @@ class LeapRun:
         )
         root = layout.matched_bc
         adapter = root / "adapter"
-        if not (adapter / "adapter_config.json").is_file():
+        if not layout.matched_bc_done():
             samples = self._matched_demo_samples(datasets[0], budget_samples)
             from_bc = loop.matched_bc_init == "bc"
             # from BC's adapter, BC's own steps are already spent: train the rest of the budget

@@ -188,7 +188,7 @@ def share_training(
         copied.append(len(copied))
     if not copied:
         return []
-    copy_matched = matched_bc and (src.matched_bc / "adapter" / "adapter_config.json").is_file()
+    copy_matched = matched_bc and src.matched_bc_done()
     if tests:
         for k in copied:
             if rollout_done(src.test(k)) and not dst.test(k).exists():
@@ -266,25 +266,34 @@ def run_sweep(
 
 def _share(r: SweepRun, done: list[tuple[Path, RunConfig]]) -> None:
     """Start ``r`` from the training of an earlier run that trained the same models: every
-    iteration where the whole training signature is equal, else BC where BC's is."""
+    iteration where the whole training signature is equal (the run that got furthest, its
+    budget-matched BC first), else BC where BC's is."""
     config, target = r.config, r.config.run_dir
-    for source, other in done:
-        if source.resolve() == target.resolve() or not RunLayout(source).bc_done():
-            continue
+    others = [
+        (source, other)
+        for source, other in done
+        if source.resolve() != target.resolve() and RunLayout(source).bc_done()
+    ]
+
+    def same_matched(other: RunConfig) -> bool:
+        mine = (config.loop.iterations, config.loop.matched_bc_init)
+        return (other.loop.iterations, other.loop.matched_bc_init) == mine
+
+    def progress(candidate: tuple[Path, RunConfig]) -> tuple[bool, int]:
+        layout = RunLayout(candidate[0])
+        matched = same_matched(candidate[1]) and layout.matched_bc_done()
+        return matched, sum(_iteration_done(layout, k) for k in layout.iterations())
+
+    equal = [(s, o) for s, o in others if training_signature(o) == training_signature(config)]
+    if equal:
+        source, other = max(equal, key=progress)  # the first of the best, in the order given
         tests = _test_signature(other) == _test_signature(config)
-        if training_signature(other) == training_signature(config):
-            same_matched = (other.loop.iterations, other.loop.matched_bc_init) == (
-                config.loop.iterations,
-                config.loop.matched_bc_init,
-            )
-            copied = share_training(
-                source, target, iterations=config.loop.iterations, tests=tests, matched_bc=same_matched
-            )
-            log.info("%s: sharing iterations %s with %s", r.name, copied, source)
-            return
-    for source, other in done:
-        if source.resolve() == target.resolve() or not RunLayout(source).bc_done():
-            continue
+        copied = share_training(
+            source, target, iterations=config.loop.iterations, tests=tests, matched_bc=same_matched(other)
+        )
+        log.info("%s: sharing iterations %s with %s", r.name, copied, source)
+        return
+    for source, other in others:
         if bc_signature(other) == bc_signature(config):
             log.info("%s: sharing behaviour cloning with %s", r.name, source)
             share_bc(source, target, tests=_test_signature(other) == _test_signature(config))
