@@ -254,6 +254,11 @@ def test_speed_settings_leave_the_bc_signature_alone(tmp_path) -> None:
     fast = {"student.cache": "static", "train.compile": True, "train.concatenate_rows": True}
     assert bc_signature(load_config(path)) == bc_signature(load_config(path, fast))
     assert bc_signature(load_config(path)) != bc_signature(load_config(path, {"train.lora_r": 3}))
+    # the teacher's level changes demonstrations only where the teacher gives them
+    searcher = {"demos.expert": "searcher"}
+    levels = [load_config(path, {**searcher, "teacher.privilege": p}) for p in (25, 50)]
+    assert bc_signature(levels[0]) == bc_signature(levels[1])
+    assert bc_signature(load_config(path, {"teacher.privilege": 25})) != bc_signature(load_config(path))
 
 
 def test_sweep_runs_shares_bc_and_resumes(tmp_path) -> None:

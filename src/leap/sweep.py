@@ -131,7 +131,9 @@ def _speed_fields(part: str) -> set[str]:
 def bc_signature(config: RunConfig) -> str:
     """Everything iteration 0 depends on; runs with equal signatures train the same BC model."""
     c = config
-    demos = {**c.demos.model_dump(mode="json"), "privilege": c.demo_privilege}
+    # the teacher's level matters to demonstrations only where the teacher gives them
+    privilege = c.demo_privilege if c.demos.expert == "teacher" else None
+    demos = {**c.demos.model_dump(mode="json"), "privilege": privilege}
     # exactly what iteration 0 trains with (BC is always SFT, on its own step budget)
     # settings that change how fast a run computes, not what, are left out, and so is the test
     train = c.train.for_iteration(0).model_dump(
