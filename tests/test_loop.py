@@ -333,6 +333,22 @@ def test_matched_bc_from_bc_continues_bcs_adapter_for_leaps_further_steps(tmp_pa
     assert "5 steps" in summary["matched_bc"]["label"]
 
 
+def test_every_iteration_is_tested_when_asked(tmp_path) -> None:
+    """``loop.test_iterations: all`` tests every iteration on the test split, not only BC and the
+    best on validation; it may be turned on when a run resumes (it trains nothing)."""
+    path = _config(
+        tmp_path, "all", loop={"iterations": 2, "reference_experts": False, "reference_zero_shot": False}
+    )
+    summary = LeapRun(load_config(path)).run()
+    layout = load_config(path).layout
+    best = {0, summary["best_leap_iteration"]}
+    assert set(layout.tests()) == best
+    summary = LeapRun(load_config(path, {"loop.test_iterations": "all"})).run()
+    assert set(layout.tests()) == {0, 1, 2}
+    assert all(row["test"]["n_episodes"] == 3 for row in summary["iterations"])
+    assert summary["comparisons"]["bc"]["leap_iteration"] == summary["best_leap_iteration"]
+
+
 def test_takeover_corrections_train_on_the_teachers_whole_recovery(tmp_path) -> None:
     """With loop.corrections: takeover each failed episode is finished by the teacher from the
     student's first error; the samples are the teacher's steps on that history, and the

@@ -88,6 +88,9 @@ class LoopSection(StrictModel):
     max_repeats_per_episode: int | None = Field(default=None, ge=1)
     #: most samples kept from each iteration in the aggregate (None: all)
     cap_per_iteration: int | None = Field(default=None, ge=1)
+    #: which iterations the test split evaluates: BC and the best LEAP iteration on validation
+    #: ("best"), or every iteration (the paper reports each; success need not rise with them)
+    test_iterations: Literal["best", "all"] = "best"
     #: reference rows on the test split: the environment's experts (privileged and not)
     reference_experts: bool = True
     #: ... and the untrained student with the instruction-only (ReAct) prompt
@@ -231,6 +234,7 @@ RESUMABLE_CHANGES = (
     "output_dir",
     "loop.iterations",
     "loop.matched_bc",
+    "loop.test_iterations",
     "loop.reference_experts",
     "loop.reference_zero_shot",
     "budget.",

@@ -118,6 +118,8 @@ class LeapRun:
         best_leap = max((r for r in results if r.iteration > 0), key=_ranking, default=None)
         tests = {0: self.test(0)}
         comparisons, matched = {}, None
+        if self.config.loop.test_iterations == "all":
+            tests.update((r.iteration, self.test(r.iteration)) for r in results)
         if best_leap is not None:
             k = best_leap.iteration
             tests[k] = self.test(k)

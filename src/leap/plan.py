@@ -56,6 +56,16 @@ def plan_rows(config: RunConfig) -> list[tuple[str, str]]:
                 f"D_0..D_{k} from the {loop.init} model",
             )
         )
+    tested = "every iteration" if loop.test_iterations == "all" else "BC and the best iteration"
+    beside = []
+    if loop.matched_bc:
+        start = "BC's adapter" if loop.matched_bc_init == "bc" else "the base model"
+        beside.append(f"the budget-matched BC (from {start})")
+    if loop.reference_experts:
+        beside.append("the environment's experts")
+    if loop.reference_zero_shot:
+        beside.append("the zero-shot student")
+    also = f", beside {', '.join(beside)}" if beside else ""
     rows += [
         (
             "training",
@@ -63,7 +73,7 @@ def plan_rows(config: RunConfig) -> list[tuple[str, str]]:
             f"batch {c.train.batch_size}x{c.train.gradient_accumulation_steps}",
         ),
         ("validation", f"{c.env.n_valid or 'all'} {c.env.valid_split} tasks after every iteration"),
-        ("test", f"BC and the best iteration on {c.env.n_test or 'all'} {c.env.test_split} tasks"),
+        ("test", f"{tested} on {c.env.n_test or 'all'} {c.env.test_split} tasks{also}"),
         (
             "budget",
             f"tokens {c.budget.max_teacher_tokens or 'unlimited'}, cost "

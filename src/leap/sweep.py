@@ -117,6 +117,7 @@ TEST_KEYS = (
     "env.test_split",
     "env.n_test",
     "loop.matched_bc",
+    "loop.test_iterations",
     "loop.reference_experts",
     "loop.reference_zero_shot",
 )
@@ -163,6 +164,8 @@ def training_signature(config: RunConfig) -> str:
 
 
 def _test_signature(config: RunConfig) -> tuple[Any, ...]:
+    """What a test of an iteration depends on beyond its model: tests of runs with equal test
+    signatures and models are the same."""
     return (config.env.test_split, config.env.n_test)
 
 
