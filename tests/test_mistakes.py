@@ -12,7 +12,10 @@ from leap.envs.registry import env_spec
 from leap.evaluate import evaluate
 from leap.rollout import Episode, StepRecord
 
-ROOM = "You are in the middle of a room. You see a cabinet 1, a cabinet 2, and a shelf 1."
+ROOM = (
+    "You are in the middle of a room. "
+    "Looking quickly around you, you see a cabinet 1, a cabinet 2, and a shelf 1."
+)
 
 
 def _step(t: int, observation: str, action: str, reason: str = "", valid: bool = True, done: bool = False):
@@ -26,7 +29,13 @@ def _episode(steps: list[StepRecord], success: bool = False) -> Episode:
 def test_each_kind_of_mistake_is_counted_where_it_happens() -> None:
     steps = [
         _step(0, ROOM, "go to cabinet 1", "A mug is often found on a cabinet; I check the cabinet 1."),
-        _step(1, "You arrive at cabinet 1. On the cabinet 1, you see a cup 1.", "go to cabinet 2"),
+        # the room has two cabinets: counting on to a third is no such place
+        _step(
+            1,
+            "You arrive at cabinet 1. On the cabinet 1, you see a cup 1.",
+            "go to cabinet 2",
+            "I check the cabinet 3.",
+        ),
         # back where it has been, holding nothing as before: a revisit; the mug 3 was never shown
         _step(
             2,
@@ -51,6 +60,7 @@ def test_each_kind_of_mistake_is_counted_where_it_happens() -> None:
     assert list(found) == list(KINDS)
     assert found == {
         "revisit": 1,
+        "no_such_place": 1,
         "unseen_object": 1,
         "wrong_object": 1,
         "misplaced": 1,  # the mug put on a cabinet, not the shelf; the cup does not count

@@ -5,8 +5,10 @@ reasons), so it applies to any policy, a student, an expert or a teacher. A step
 
 - ``revisit``: goes to a receptacle it has already been to, holding the same thing as then:
   nothing new can be seen there (the oscillation of weak students);
-- ``unseen_object``: gives a reason naming an object or receptacle ("mug 2") that no observation
-  so far has shown: a guess or a hallucination;
+- ``no_such_place``: gives a reason naming a receptacle the room does not have, one of a kind it
+  has more of ("countertop 4" in a room with three): counting past the last one;
+- ``unseen_object``: gives a reason naming anything else ("mug 2") that no observation so far has
+  shown: a guess or a hallucination;
 - ``wrong_object``: takes an object of another type than the task's;
 - ``misplaced``: puts the task's object down anywhere but on a receptacle of the task's target
   type (tasks that have one);
@@ -20,9 +22,10 @@ import re
 from collections import Counter
 
 from leap.envs.alfred.text import parse_task_text, type_of
+from leap.memory import room_places
 from leap.rollout import Episode
 
-KINDS = ("revisit", "unseen_object", "wrong_object", "misplaced", "invalid", "out_of_steps")
+KINDS = ("revisit", "no_such_place", "unseen_object", "wrong_object", "misplaced", "invalid", "out_of_steps")
 
 _NAME = re.compile(r"\b([a-z]+ \d+)\b")
 
@@ -32,11 +35,16 @@ def count_mistakes(episode: Episode) -> Counter[str]:
     goal = parse_task_text(episode.task)
     found: Counter[str] = Counter(dict.fromkeys(KINDS, 0))
     shown = set(_NAME.findall(episode.task.lower()))
+    places = set(room_places(episode.steps[0].observation)) if episode.steps else set()
+    kinds = {type_of(place) for place in places}
     visits: set[tuple[str, str | None]] = set()
     holding: str | None = None
     for step in episode.steps:
         shown.update(_NAME.findall(step.observation.lower()))
-        if any(name not in shown for name in _NAME.findall(step.reason.lower())):
+        unseen = [name for name in _NAME.findall(step.reason.lower()) if name not in shown]
+        if any(type_of(name) in kinds and name not in places for name in unseen):
+            found["no_such_place"] += 1
+        elif unseen:
             found["unseen_object"] += 1
         if not step.valid:
             found["invalid"] += 1
