@@ -8,7 +8,7 @@ from leap.agents import PromptSettings, render_prompt
 from leap.config import ConfigError, parse_config
 from leap.data import template_sha
 from leap.envs import make_env
-from leap.memory import room_places, unvisited_places
+from leap.memory import room_places, unvisited_and_done, unvisited_places
 from leap.policy import AgentView, Turn
 
 ROOM = (
@@ -54,6 +54,23 @@ def _searched_view(task_id: str, n_steps: int) -> tuple[list[str], AgentView]:
         turns.append(Turn(obs, "r", f"go to {place}"))
         obs = env.step(f"go to {place}").observation
     return room_places(first), AgentView(task_id, env.task, obs, env.action_space(), tuple(turns))
+
+
+def test_places_done_says_where_a_kind_ends() -> None:
+    """``places_done``: the note of ``places``, and "no cabinet left" right after the move to the
+    last unvisited cabinet (not before, and not again on later moves)."""
+    moves = ["go to cabinet 1"]
+    assert unvisited_and_done(ROOM, moves) == unvisited_places(ROOM, moves)
+    moves += ["open cabinet 1", "go to cabinet 2"]
+    assert unvisited_and_done(ROOM, moves) == [*unvisited_places(ROOM, moves), "no cabinet left"]
+    moves += ["open cabinet 2"]
+    assert unvisited_and_done(ROOM, moves) == []  # no move, no note
+    moves += ["go to drawer 1"]
+    assert unvisited_and_done(ROOM, moves) == ["countertop 1", "drawer 2", "fridge 1", "sinkbasin 1"]
+    moves += ["go to countertop 1"]  # the only countertop
+    assert unvisited_and_done(ROOM, moves)[-1] == "no countertop left"
+    settings = TURNS.model_copy(update={"memory": "places_done"})
+    assert template_sha(settings) != template_sha(TURNS)  # samples record which note they saw
 
 
 def test_household_transcript_carries_the_note_and_still_grows_by_one_turn() -> None:

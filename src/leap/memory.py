@@ -10,6 +10,10 @@ actions) and never reads the privileged state.
   fridge 1."), after each move, the places not visited yet: per kind of place, the first one in
   the room's own order ("Unvisited: cabinet 2, fridge 1."). One per kind keeps the note short;
   it lists, in effect, the next place to search of every kind.
+- ``places_done``: ``places``, and after the move that visits the last place of a kind, "no
+  cabinet left" at the note's end: a small student counts on past the last one ("cabinet 4" in a
+  room with three) and walks back and forth among those it has seen; the note says where a kind
+  ends where the decision is made.
 """
 
 from __future__ import annotations
@@ -44,10 +48,25 @@ def unvisited_places(first_observation: str, actions: Sequence[str]) -> list[str
     return list(first_of_kind.values())
 
 
+def unvisited_and_done(first_observation: str, actions: Sequence[str]) -> list[str]:
+    """``places``, and "no <kind> left" when the move just visited the last unvisited place of
+    its kind (the room has no more of them: the next place to search is of another kind)."""
+    items = unvisited_places(first_observation, actions)
+    if not items:
+        return items
+    kind = type_of(actions[-1].removeprefix(_MOVE))
+    places = room_places(first_observation)
+    visited = {a.removeprefix(_MOVE) for a in actions if a.startswith(_MOVE)}
+    if any(type_of(p) == kind for p in places) and all(p in visited for p in places if type_of(p) == kind):
+        items.append(f"no {kind} left")
+    return items
+
+
 #: memory kind -> function of (first observation, the agent's actions so far) -> note items
 MEMORY_NOTES: dict[str, Callable[[str, Sequence[str]], list[str]] | None] = {
     "none": None,
     "places": unvisited_places,
+    "places_done": unvisited_and_done,
 }
 
 
