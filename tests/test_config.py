@@ -12,8 +12,8 @@ from leap.cli import app
 from leap.config import ConfigError, load_config, parse_config
 
 SHIPPED = sorted(Path(__file__).parent.parent.glob("configs/**/*.yaml"))
-#: sweep files (a base config and a grid) and the run configs
-SWEEPS = [p for p in SHIPPED if "grid" in yaml.safe_load(p.read_text())]
+#: sweep files (a base config, a grid and/or seeds) and the run configs
+SWEEPS = [p for p in SHIPPED if "base" in yaml.safe_load(p.read_text())]
 CONFIGS = [p for p in SHIPPED if p not in SWEEPS]
 
 
@@ -137,7 +137,7 @@ def test_shipped_sweeps_list_their_runs(path: Path) -> None:
 
 
 def test_the_three_paper_sweeps_are_shipped() -> None:
-    grids = {p.stem: yaml.safe_load(p.read_text())["grid"] for p in SWEEPS}
+    grids = {p.stem: yaml.safe_load(p.read_text()).get("grid") for p in SWEEPS}
     assert grids["privilege"] == {"teacher.privilege": [0, 25, 50, 75, 100]}
     assert grids["update-rule"] == {"train.rule": ["sft", "dpo", "kto"]}
     assert grids["teacher"] == {"teacher.kind": ["programmatic", "self"]}
