@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from shared_data import needs_data
 
 from leap.envs import make_env
 from leap.envs.alfred.text import parse_task_text
@@ -17,6 +18,8 @@ from leap.envs.alfworld.tasks import MissingGamesError, resolve_games_root
 from leap.envs.household.experts import PlannerPolicy
 from leap.rollout import run_episodes
 from leap.teachers.leakage import find_leaks
+
+pytestmark = needs_data("alfworld")
 
 LOOK_GAME = "valid_seen/look_at_obj_in_light-AlarmClock-None-DeskLamp-323/trial_T20190909_044715_250790"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from shared_data import needs_data
 
 from leap.envs import UnknownTaskError, make_env
 from leap.envs.intercode_bash.env import IntercodeBashEnv
@@ -20,10 +21,7 @@ from leap.envs.intercode_bash.sandbox import Limits, SandboxArea, SandboxUnavail
 from leap.envs.intercode_bash.tasks import MissingDataError
 from leap.rollout import run_episodes
 
-pytestmark = pytest.mark.skipif(
-    not Path(__file__).resolve().parents[2].joinpath("shared/data/intercode").is_dir(),
-    reason="needs ../shared/data/intercode",
-)
+pytestmark = needs_data("intercode")
 
 #: tasks whose gold command cannot score 1.0 every time, and why
 TIME_DEPENDENT = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from shared_data import needs_data
 
 from leap.agents import PromptSettings, render_prompt
 from leap.config import ConfigError, parse_config
@@ -96,6 +97,7 @@ def test_household_transcript_carries_the_note_and_still_grows_by_one_turn() -> 
     assert template_sha(plain) != template_sha(TURNS)
 
 
+@needs_data("alfworld")
 def test_alfworld_rooms_parse() -> None:
     env = make_env("alfworld")
     try:

@@ -7,6 +7,7 @@ from collections import Counter
 from functools import cache
 
 import pytest
+from shared_data import needs_data
 
 from leap.envs.base import EnvError, UnknownTaskError
 from leap.envs.webshop.env import WebShopEnv
@@ -18,12 +19,16 @@ from leap.envs.webshop.tasks import Goal, human_goals, split_goals, synthetic_go
 from leap.envs.webshop.teacher import ShopTeacherPolicy
 from leap.rollout import run_episodes
 
+#: tests that read the catalogue
+catalogue = needs_data("webshop")
+
 
 @cache
 def _products() -> tuple[Product, ...]:
     return tuple(load_products(webshop_data_dir()))
 
 
+@catalogue
 def test_catalogue_is_normalised() -> None:
     products = _products()
     assert len(products) == 1000 and len({p.asin for p in products}) == 1000
@@ -40,6 +45,7 @@ def test_missing_catalogue_is_a_clear_error(tmp_path) -> None:
         webshop_data_dir(tmp_path / "nowhere")
 
 
+@catalogue
 def test_goals_and_splits_are_deterministic() -> None:
     goals = synthetic_goals(list(_products()))
     assert len(goals) == 6910
@@ -123,6 +129,7 @@ def test_colour_normalisation_matches_shades() -> None:
     assert purchase_reward(_product(), goal, 12.0, {"color": "royal blue"}).options_matched == 1
 
 
+@catalogue
 def test_search_finds_each_product_by_its_title() -> None:
     products = _products()
     search = ProductSearch(list(products))
@@ -144,6 +151,7 @@ def _target_first_page() -> tuple[WebShopEnv, str]:
     return env, task
 
 
+@catalogue
 def test_pages_and_action_rules() -> None:
     env, task = _target_first_page()
     goal = env.goal(task)
@@ -178,6 +186,7 @@ def test_pages_and_action_rules() -> None:
     assert goal.instruction in env.step("click[buy now]").observation  # invalid here: still the search page
 
 
+@catalogue
 def test_options_are_marked_in_rich_mode_and_buying_scores() -> None:
     env = WebShopEnv(observation_mode="rich")
     task = next(t for t in env.task_ids("test") if env.goal(t).options)
@@ -195,6 +204,7 @@ def test_options_are_marked_in_rich_mode_and_buying_scores() -> None:
     assert after.done and after.reward == 1.0 and after.info["invalid"]
 
 
+@catalogue
 def test_privileged_state_and_its_secrets() -> None:
     env, task = _target_first_page()
     goal = env.goal(task)
@@ -204,6 +214,7 @@ def test_privileged_state_and_its_secrets() -> None:
     assert any(s.pattern == goal.asin for s in state.secrets)
 
 
+@catalogue
 def test_planner_buys_the_goal_on_200_test_goals() -> None:
     env = _env()
     tasks = list(env.task_ids("test"))[:200]
@@ -212,6 +223,7 @@ def test_planner_buys_the_goal_on_200_test_goals() -> None:
     assert all(e.n_invalid == 0 for e in episodes)
 
 
+@catalogue
 def test_teacher_levels_and_realizable_reasons() -> None:
     tasks = list(_env().task_ids("valid"))[:40]
     for privilege in (0, 25, 100):
@@ -230,6 +242,7 @@ def test_teacher_levels_and_realizable_reasons() -> None:
         ShopTeacherPolicy(30)
 
 
+@catalogue
 def test_searcher_is_a_weaker_baseline_and_categories_are_product_groups() -> None:
     env = _env()
     tasks = list(env.task_ids("test"))[:40]
