@@ -26,6 +26,9 @@ Modes (one run, one model):
                     call, as transformers does (before transformers_backend.REUSE_STOP_CRITERIA)
   lockstep-scan     lockstep with the prefix cache comparing each request with every entry (before
                     its block index, leap.models.prefix_cache.INDEXED)
+  served            the student on a vLLM server (student.engine: vllm): every episode's request
+                    in flight at once, the server batching them and reusing their prefixes; the
+                    server's start-up is timed apart (leap.models.vllm_backend)
 
 The student is the demo's: the transcript prompt, constrained actions, greedy decoding. Prints
 env-steps/s, generated tokens/s and model FLOPs utilisation (2 x parameters per token computed,
@@ -39,6 +42,8 @@ graph leaves to the host.
 
     python benchmarks/rollout_throughput.py --episodes 16 --horizon 6 --modes lockstep,sequential
     python benchmarks/rollout_throughput.py --device cuda --random-weights --episodes 100 --horizon 20
+    python benchmarks/rollout_throughput.py --episodes 100 --horizon 20 --adapter runs/x/iter_1/adapter \
+        --modes lockstep,served --dtype bfloat16
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ MODES = {
     "lockstep-padded-strided": (True, {"cache": "prefix"}),
     "lockstep-stopstrings": (True, {"cache": "prefix"}),
     "lockstep-scan": (True, {"cache": "prefix"}),
+    "served": (True, {}),
 }
 #: modes that switch one of leap's savings off (a module's flag), to measure what it saves
 ABLATIONS = {
@@ -101,15 +107,32 @@ ABLATIONS = {
 }
 
 
-def student(mode: str, model_dir: str, args: argparse.Namespace) -> tuple[TransformersChatModel, LLMPolicy]:
+def student(mode: str, model_dir: str, args: argparse.Namespace) -> tuple[Any, LLMPolicy]:
     """The demo's student as ``mode`` runs it, warmed up."""
     _, options = MODES[mode]
-    model = TransformersChatModel(
-        model_dir, device=args.device, dtype=args.dtype, batch_size=args.episodes, **options
-    )
+    if mode == "served":
+        model = served_student(model_dir, args)
+    else:
+        model = TransformersChatModel(
+            model_dir, device=args.device, dtype=args.dtype, batch_size=args.episodes, adapter=args.adapter,
+            **options,
+        )  # fmt: skip
     policy = LLMPolicy(model, prompt=TURNS, max_new_tokens=args.max_new_tokens, constrain_actions=True)
     model.generate([[{"role": "user", "content": "warm up"}]], max_new_tokens=4)
     return model, policy
+
+
+def served_student(model_dir: str, args: argparse.Namespace) -> Any:
+    """The student on a vLLM server started now (its start-up time kept in ``startup_s``)."""
+    from leap.models.vllm_backend import BASE_NAME, ServedChatModel, VLLMServer
+
+    start = time.perf_counter()
+    dtype = "bfloat16" if args.dtype == "auto" else args.dtype
+    server = VLLMServer(model_dir, dtype=dtype, max_lora_rank=args.lora_rank).start()
+    name = server.load_adapter("leap-it1", args.adapter) if args.adapter else BASE_NAME
+    model = ServedChatModel(server, name, model_dir, max_concurrency=args.episodes, owns_server=True)
+    model.startup_s = time.perf_counter() - start
+    return model
 
 
 def roll_out(mode: str, policy: LLMPolicy, tasks: list[str], args: argparse.Namespace) -> list:
@@ -159,6 +182,8 @@ def main() -> None:
         "--repeats", type=int, default=1, help="rounds over the modes (the table shows medians)"
     )
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--adapter", help="a LoRA adapter directory on --model, loaded in every mode")
+    parser.add_argument("--lora-rank", type=int, default=16, help="served: the largest adapter rank")
     parser.add_argument(
         "--count-ops",
         action="store_true",
@@ -182,8 +207,11 @@ def main() -> None:
     for mode in [m for _ in range(args.repeats) for m in args.modes.split(",")]:
         model, policy = student(mode, model_dir, args)
         if peak is None:
-            peak = matmul_peak(model.device, model.dtype)
-            params = linear_parameters(model.model.config)
+            from transformers import AutoConfig
+
+            dtype = {"auto": torch.bfloat16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+            peak = matmul_peak(args.device, getattr(model, "dtype", dtype.get(args.dtype, torch.bfloat16)))
+            params = linear_parameters(AutoConfig.from_pretrained(model_dir))
         before = (model.usage.prompt_tokens, model.usage.completion_tokens)
         start = time.perf_counter()
         with switched_off(ABLATIONS.get(mode)), profiled(args.profile, f"rollout-{mode}"):
@@ -191,7 +219,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         prompt = model.usage.prompt_tokens - before[0]
         generated = model.usage.completion_tokens - before[1]
-        prefix = model.prefix_cache
+        # what the served engine reuses of its prompts is its own business: MFU counts them whole
+        prefix = getattr(model, "prefix_cache", None)
         computed = prompt - (prefix.reused_tokens if prefix else 0) + generated
         steps = sum(e.n_actions for e in episodes)
         runs = [*results.get(mode, {}).get("runs", []), round(seconds, 2)]
@@ -207,19 +236,22 @@ def main() -> None:
             "computed_tokens": computed,
             "mfu": computed * 2 * (params["layers"] + params["head"]) / seconds / peak,
         }
-        if model.cache == "graphs":  # generate calls, and how many replayed a CUDA graph
+        if hasattr(model, "startup_s"):
+            results[mode]["server_startup_s"] = round(model.startup_s, 1)
+        if getattr(model, "cache", None) == "graphs":  # generate calls, and how many replayed a CUDA graph
             results[mode]["graph_batches"] = list(model.graph_batches)
         replies.setdefault(mode, [s.raw for e in episodes for s in e.steps])
         if args.json:  # what is done so far survives a time limit
             Path(args.json).write_text(
                 json.dumps({"args": vars(args), "peak_flops": peak, "results": results})
             )
+        model.close()
         del model, policy
         free_memory(args.device)
 
     # one more round, untimed, with every operator counted (a fresh model: the same prefix cache
     # hits as in a timed round)
-    for mode in args.modes.split(",") if args.count_ops else ():
+    for mode in [m for m in args.modes.split(",") if m != "served"] if args.count_ops else ():
         model, policy = student(mode, model_dir, args)
         calls = counting_calls(model)
         with switched_off(ABLATIONS.get(mode)), OperatorCount() as ops:
@@ -266,6 +298,9 @@ def main() -> None:
             f"{same}/{len(replies[first])}",
         )
     Console(width=150).print(table)
+    for mode, r in results.items():
+        if "server_startup_s" in r:
+            print(f"{mode}: the server started in {r['server_startup_s']:.0f} s (not in the table's times)")
     if args.json:
         Path(args.json).write_text(
             json.dumps({"args": vars(args), "peak_flops": peak, "results": results}, indent=2)

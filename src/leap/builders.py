@@ -7,24 +7,25 @@ through here, so a setting means the same thing wherever it is used.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leap.agents import LLMPolicy, PromptSettings, StudentSettings
 from leap.envs.registry import EnvSpec, env_spec
 from leap.models.base import ChatModel
 from leap.models.cache import CachedChatModel
-from leap.models.registry import load_chat_model
+from leap.models.registry import is_adapter_dir, load_chat_model, resolve_model_path
 from leap.policy import Policy
 from leap.teachers import LLMTeacher, ProgrammaticTeacher, Teacher
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from leap.config import RunConfig
     from leap.envs.base import Environment
     from leap.layout import RunLayout
+    from leap.models.vllm_backend import VLLMServer
     from leap.train import TrainSettings
 
 
@@ -35,8 +36,17 @@ def load_model(spec: str, local: dict[str, Any], server: dict[str, Any]) -> Chat
 
 
 def load_student_model(student: StudentSettings, spec: str | None = None) -> ChatModel:
-    """The model ``spec`` (default: ``student.model``) loaded with the student's options."""
+    """The model ``spec`` (default: ``student.model``) loaded with the student's options; with
+    ``student.engine: vllm`` served by a vLLM server of its own, stopped when the model is
+    closed."""
     s = student
+    if s.engine == "vllm" and not (spec or s.model).startswith("openai:"):
+        from leap.models.vllm_backend import BASE_NAME, ServedChatModel
+
+        base, adapter = base_and_adapter(spec or s.model)
+        server = start_student_server(s, base, lora_rank=adapter_rank(adapter) if adapter else 16)
+        name = server.load_adapter("leap-adapter", adapter) if adapter else BASE_NAME
+        return ServedChatModel(server, name, base, max_concurrency=s.batch_size, owns_server=True)
     return load_model(
         spec or s.model,
         {
@@ -48,6 +58,34 @@ def load_student_model(student: StudentSettings, spec: str | None = None) -> Cha
         },
         {"base_url": s.base_url, "api_key_env": s.api_key_env, "max_concurrency": s.batch_size},
     )
+
+
+def base_and_adapter(spec: str) -> tuple[str, str | None]:
+    """The base model's directory of ``spec`` and its LoRA adapter directory, if it is one."""
+    if is_adapter_dir(spec):
+        base = json.loads((Path(spec) / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return resolve_model_path(base), spec
+    return resolve_model_path(spec), None
+
+
+def adapter_rank(adapter: str | Path) -> int:
+    return int(json.loads((Path(adapter) / "adapter_config.json").read_text()).get("r", 16))
+
+
+def start_student_server(student: StudentSettings, base: str, *, lora_rank: int) -> VLLMServer:
+    """The vLLM server for the student's base model (the user's, at ``student.base_url``, or
+    one started now), ready for adapters up to ``lora_rank``."""
+    from leap.models.vllm_backend import VLLMServer
+
+    dtype = "bfloat16" if student.dtype == "auto" else student.dtype
+    return VLLMServer(
+        base,
+        base_url=student.base_url,
+        python=student.vllm_python,
+        max_lora_rank=lora_rank,
+        dtype=dtype,
+        extra_args=student.vllm_args,
+    ).start()
 
 
 def student_policy(
@@ -93,6 +131,7 @@ class RunParts:
         self.env: EnvSpec = env_spec(config.env.name)
         self._loaded: tuple[str, ChatModel] | None = None
         self._teacher_model: ChatModel | None = None
+        self._server: VLLMServer | None = None
 
     # -- environment ------------------------------------------------------------------------------
     @property
@@ -120,10 +159,47 @@ class RunParts:
     def student_model(self, adapter: Path | None) -> ChatModel:
         """The base student, or the base with the adapter of an iteration (kept while reused)."""
         spec = str(adapter) if adapter is not None else self.config.student.model
+        if self.config.student.engine == "vllm" and not self.config.student.model.startswith("openai:"):
+            return self._served_student(adapter)
         if self._loaded is None or self._loaded[0] != spec:
             self._loaded = None  # free the previous model before loading the next
             self._loaded = (spec, load_student_model(self.config.student, spec))
         return self._loaded[1]
+
+    def _served_student(self, adapter: Path | None) -> ChatModel:
+        """The student on the run's vLLM server (started on first use): the base model, or an
+        iteration's adapter loaded under its own name (``leap-it1``, ``leap-matched-bc``...);
+        adapters no stage uses any more are unloaded."""
+        from leap.models.vllm_backend import BASE_NAME, ServedChatModel
+
+        student = self.config.student
+        base, _ = base_and_adapter(student.model)
+        if self._server is None:
+            self._server = start_student_server(student, base, lora_rank=self.config.train.lora_r)
+        name = BASE_NAME if adapter is None else self._adapter_name(adapter)
+        if self._loaded is None or self._loaded[0] != name:
+            if adapter is not None:
+                self._server.load_adapter(name, adapter)
+            self._server.keep_only([name])
+            model = ServedChatModel(self._server, name, base, max_concurrency=student.batch_size)
+            self._loaded = (name, model)
+        return self._loaded[1]
+
+    def _adapter_name(self, adapter: Path) -> str:
+        """``leap-itK`` for iteration K's adapter, ``leap-matched-bc`` for the budget-matched BC."""
+        for k in range(self.config.loop.iterations + 1):
+            if adapter == self.layout.adapter(k):
+                return f"leap-it{k}"
+        if adapter.parent == self.layout.matched_bc:
+            return "leap-matched-bc"
+        return "leap-" + adapter.parent.name.replace("_", "-")
+
+    def close(self) -> None:
+        """Stop the run's vLLM server, if it started one."""
+        self._loaded = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
     def student(
         self, adapter: Path | None, temperature: float, prompt: PromptSettings | None = None

@@ -181,12 +181,15 @@ def run_command(
         _print_plan(cfg)
         return
     from leap.loop import LeapRun
+    from leap.models import ModelError
 
     started = time.perf_counter()
     try:
         summary = LeapRun(cfg, on_stage=lambda m: console.rule(f"[bold]{m}"), on_note=_note).run()
     except ConfigError as exc:  # what only the built environment can tell (its splits)
         raise _fail(f"config error: {exc}") from None
+    except ModelError as exc:  # e.g. the served student's server died: what was done is kept
+        raise _fail(f"{exc}; run the same command again to resume") from None
     _print_run_summary(summary)
     console.print(
         f"run directory: {cfg.run_dir}  ({(time.perf_counter() - started) / 60:.1f} min this session)"

@@ -77,6 +77,7 @@ class LeapRun:
         try:
             return self._run()
         finally:
+            self.parts.close()  # a served student's server ends with the run, however it ends
             if self._tracker is not None:
                 self._tracker.close()
                 self._tracker = None

@@ -14,15 +14,17 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 
 from leap.models.base import ChatModel, ChoiceConstraint, Conversation, Generation, ModelError, cut_at_stop
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class OpenAIChatModel(ChatModel):
@@ -66,37 +68,27 @@ class OpenAIChatModel(ChatModel):
         self.client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
 
     def _one(self, conversation: Conversation, kwargs: dict[str, object], stop: Sequence[str]) -> Generation:
+        def ask() -> Generation:
+            response = self.client.chat.completions.create(
+                model=self.model,
+                messages=conversation,
+                **kwargs,  # type: ignore[arg-type]
+            )
+            choices = response.choices
+            if not isinstance(choices, list):  # a body that is not a completion
+                raise ValueError("the reply has no choices")
+            text = (choices[0].message.content or "") if choices else ""
+            usage = response.usage
+            return Generation(
+                cut_at_stop(text, stop),
+                usage.prompt_tokens if usage else 0,
+                usage.completion_tokens if usage else 0,
+            )
+
         faults: Counter[str] = Counter()
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = self.client.chat.completions.create(
-                    model=self.model,
-                    messages=conversation,
-                    **kwargs,  # type: ignore[arg-type]
-                )
-                choices = response.choices
-                if not isinstance(choices, list):  # a body that is not a completion
-                    raise ValueError("the reply has no choices")
-                text = (choices[0].message.content or "") if choices else ""
-                usage = response.usage
-                gen = Generation(
-                    cut_at_stop(text, stop),
-                    usage.prompt_tokens if usage else 0,
-                    usage.completion_tokens if usage else 0,
-                    faults=dict(faults),
-                )
-                break
-            except (openai.OpenAIError, ValueError, AttributeError, TypeError) as exc:
-                cause, wait = _fault(exc)
-                faults[cause] += 1
-                if cause == "client_error" or attempt == self.max_retries:
-                    log.warning(
-                        "%s: request failed (%s, %d attempts): %s", self.name, cause, attempt + 1, exc
-                    )
-                    gen = Generation("", error=f"{cause}: {type(exc).__name__}: {exc}", faults=dict(faults))
-                    break
-                delay = wait if wait is not None else min(30.0, self.backoff * 2**attempt)
-                time.sleep(delay * (1 + 0.25 * random.random()))
+        result = with_retries(ask, self.max_retries, self.backoff, faults, self.name)
+        gen = Generation("", error=result) if isinstance(result, str) else result
+        gen.faults = dict(faults)
         self.usage.add(gen)
         return gen
 
@@ -129,6 +121,27 @@ class OpenAIChatModel(ChatModel):
 
     def close(self) -> None:
         self.client.close()
+
+
+def with_retries(
+    call: Callable[[], T], max_retries: int, backoff: float, faults: Counter[str], name: str = "server"
+) -> T | str:
+    """``call()`` until it succeeds, retrying what may pass (429, 5xx, timeouts, dropped
+    connections, unreadable replies) with exponential backoff or the wait the server asks for;
+    each failed attempt is counted by its cause in ``faults``. Returns the result, or the error
+    (a string) once retries are spent or the request itself is refused (4xx)."""
+    for attempt in range(max_retries + 1):
+        try:
+            return call()
+        except (openai.OpenAIError, ValueError, AttributeError, TypeError) as exc:
+            cause, wait = _fault(exc)
+            faults[cause] += 1
+            if cause == "client_error" or attempt == max_retries:
+                log.warning("%s: request failed (%s, %d attempts): %s", name, cause, attempt + 1, exc)
+                return f"{cause}: {type(exc).__name__}: {exc}"
+            delay = wait if wait is not None else min(30.0, backoff * 2**attempt)
+            time.sleep(delay * (1 + 0.25 * random.random()))
+    raise AssertionError("unreachable")
 
 
 def _retry_after(headers: Any) -> float | None:
