@@ -455,3 +455,30 @@ def test_the_leap_trainer_counts_flops_as_transformers_with_parameters_counted_o
         )
     assert len(walks) == 1 + 3  # once for leap's trainer, once per call for transformers'
     assert ops(leap_trainer, {"labels": torch.zeros(1)}) == 0
+
+
+@pytest.mark.slow
+def test_two_processes_train_as_one_at_the_same_global_batch(tiny_model_path, tmp_path) -> None:
+    """``train.processes: 2`` (torchrun, gloo on the CPU, leap's engine on each rank with lanes
+    and label positions): the same losses and the same adapter as one process with the same
+    global batch; with LoRA dropout on, each rank draws it sparsely."""
+    from safetensors.torch import load_file
+
+    rows = _rows_file(tmp_path, ["train/0001", "train/0002", "train/0003", "train/0007"])
+    common = dict(batch_size=4, max_steps=3, micro_batch_size=2)
+    one = _train(tiny_model_path, rows, tmp_path, "one", **common)
+    two = _train(tiny_model_path, rows, tmp_path, "two", processes=2, **common)
+    assert one["processes"] == 1 and two["processes"] == 2 and two["lanes"] is True
+    assert two["steps"] == one["steps"] == 3
+    assert _losses(two) == pytest.approx(_losses(one), rel=1e-4)
+    a, b = (load_file(tmp_path / name / "adapter_model.safetensors") for name in ("one", "two"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max().item() < 1e-5, key
+    dropout = _train(tiny_model_path, rows, tmp_path, "dropout", processes=2, lora_dropout=0.1, **common)
+    assert dropout["lora_dropout"] == "sparse" and dropout["steps"] == 3
+    assert not (tmp_path / "dropout.partial").exists()
+    with pytest.raises(ValueError, match="multiple of micro_batch_size 2 times processes 2"):
+        TrainSettings(processes=2, batch_size=2, micro_batch_size=2)
+    with pytest.raises(ValueError, match="multiple of processes 2"):
+        TrainSettings(processes=2, batch_size=3)

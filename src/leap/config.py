@@ -221,11 +221,16 @@ class RunConfig(StrictModel):
 SPEED_SETTINGS = (
     "student.cache",
     "student.cudnn_attention",
+    "student.engine",
+    "student.vllm_python",
+    "student.vllm_args",
     "train.compile",
     "train.concatenate_rows",
     "train.cudnn_attention",
     "train.lanes",
     "train.micro_batch_size",
+    "train.processes",
+    "train.launcher_args",
 )
 
 #: config keys that may change when a run resumes (those ending in a dot: whole sections)

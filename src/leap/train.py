@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -86,7 +89,14 @@ class TrainSettings(StrictModel):
     #: always logged); "auto": every step on a CPU, every :data:`GPU_LOGGING_STEPS` on a GPU,
     #: where each log reads values back and so makes the host wait for the device
     logging_steps: int | Literal["auto"] = "auto"
-    #: further TRL trainer arguments, passed as they are
+    #: training processes (data parallel: one per GPU, or CPU processes reducing over gloo),
+    #: started with torchrun for each training and ended with it; batch_size stays the global
+    #: batch (each process takes its share of every step's rows). 1: this process
+    processes: int = Field(default=1, ge=1)
+    #: more torchrun flags, e.g. several nodes: [--nnodes, "2", --node-rank, "0",
+    #: --rdzv-endpoint, "host:29400"] (README, Training across processes)
+    launcher_args: list[str] = Field(default_factory=list)
+    #: further TRL trainer arguments, passed as they are (fsdp, fsdp_config, ddp_backend...)
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -100,11 +110,18 @@ class TrainSettings(StrictModel):
                 raise ValueError(
                     f"micro_batch_size {self.micro_batch_size} must divide batch_size {self.batch_size}"
                 )
+            if self.batch_size % (self.micro_batch_size * self.processes):
+                raise ValueError(
+                    f"batch_size {self.batch_size} must be a multiple of micro_batch_size "
+                    f"{self.micro_batch_size} times processes {self.processes}"
+                )
             if self.concatenate_rows or self.attention == "flex":
                 raise ValueError(
                     "micro_batch_size: with concatenate_rows or flex attention a micro-batch is "
                     "already the whole step's rows in one sequence"
                 )
+        if self.batch_size % self.processes:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of processes {self.processes}")
         return self
 
     def for_iteration(self, k: int) -> TrainSettings:
@@ -373,6 +390,24 @@ def labelled_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = 
     return loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
 
 
+def average_gradients(model: Any) -> None:
+    """Average the trainable parameters' gradients over the training processes, in one
+    all-reduce. The leap engine calls the decoder past the DDP wrapper's forward (whose
+    bookkeeping is what makes DDP reduce gradients in backward), so it reduces them itself,
+    once per optimizer step, before gradient clipping."""
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    if not grads:
+        return
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    for grad, averaged in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+        grad.copy_(averaged)
+
+
 def _leap_sft_trainer(trl: Any) -> type:
     """TRL's SFT trainer with :func:`labelled_loss` as its loss."""
 
@@ -398,7 +433,20 @@ def _leap_sft_trainer(trl: Any) -> type:
             # the decoder is called directly, past the autocast that accelerate wraps around
             # model.forward: without this context bf16 training ran in fp32
             with self.accelerator.autocast():
-                return labelled_loss(model, inputs, num_items_in_batch)
+                loss = labelled_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
+            processes = self.accelerator.num_processes
+            if processes > 1 and num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                # num_items_in_batch counts every process's labelled tokens: the gradients are
+                # averaged over processes below, so each process's share is scaled back up (as
+                # transformers' own compute_loss does)
+                loss = loss * processes
+            return loss
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if self.accelerator.num_processes > 1 and self.accelerator.sync_gradients:
+                average_gradients(self.accelerator.unwrap_model(model))
+            return loss
 
     return LeapSFTTrainer
 
@@ -497,6 +545,11 @@ def train_adapter(
     ``callbacks`` are further transformers ``TrainerCallback`` objects (a profiler, say).
     Returns the training metrics, also written to ``out_dir/train_metrics.json``.
     """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if settings.processes > 1 and world == 1:
+        if callbacks:
+            raise ValueError("train.processes > 1: callbacks cannot reach the training processes")
+        return _train_in_processes(base_model, data_file, out_dir, settings, init_adapter, seed)
     import torch
     from datasets import load_dataset
     from peft import LoraConfig, PeftModel
@@ -539,6 +592,13 @@ def train_adapter(
     # micro-batch), unless the step's rows are concatenated into one sequence
     separate = packed and attention == "sdpa" and not settings.concatenate_rows
     rows_per_micro_batch = _micro_batch_size(settings, device) if separate else settings.batch_size
+    if settings.batch_size % (rows_per_micro_batch * world if separate else world):
+        raise ValueError(
+            f"train.batch_size {settings.batch_size} must be a multiple of the rows per micro-batch "
+            f"({rows_per_micro_batch if separate else 1}) times the processes ({world})"
+        )
+    if not separate:
+        rows_per_micro_batch //= world  # each process takes its share of the step's rows
     lanes = separate and settings.lanes and rows_per_micro_batch > 1
     fast = settings.engine == "leap"
     if fast and device.startswith("cuda") and "optim" not in settings.extra:
@@ -557,7 +617,7 @@ def train_adapter(
         # step's rows in one sequence
         per_device_train_batch_size=rows_per_micro_batch,
         gradient_accumulation_steps=settings.gradient_accumulation_steps
-        * (settings.batch_size // rows_per_micro_batch),
+        * (settings.batch_size // (rows_per_micro_batch * world)),
         learning_rate=settings.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
@@ -578,6 +638,8 @@ def train_adapter(
         **(PACKED_SFT_ARGS if packed else {}),
         # whose attention mask is built on the GPU already: a data loader cannot pin it
         **({"dataloader_pin_memory": False} if packed and mask_device != "cpu" else {}),
+        # several processes: the rank's frozen base weights take no part in DDP
+        **({"ddp_find_unused_parameters": False} if world > 1 else {}),
         # the trainer's check of every micro-batch's loss for NaN reads it back (two host
         # synchronisations per micro-batch on a GPU); a NaN loss is then logged as NaN
         **({"logging_nan_inf_filter": False} if fast and device != "cpu" and SYNC_FREE_STEPS else {}),
@@ -623,6 +685,9 @@ def train_adapter(
         skips_before = counters["inductor"]["cudagraph_skips"]
     with attention_kernels(device, settings.cudnn_attention):
         result = trainer.train()
+    if not trainer.is_world_process_zero():  # the first process saves the adapter
+        shutil.rmtree(work, ignore_errors=True)
+        return {}
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     trainer.model.save_pretrained(staging)
@@ -652,10 +717,62 @@ def train_adapter(
         "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in history],
         "base_model": base_model,
         "init_adapter": None if init_adapter is None else str(init_adapter),
+        "processes": world,
     }
     atomic_write_json(staging / "train_metrics.json", metrics)
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     shutil.rmtree(work, ignore_errors=True)
     log.info("trained %s adapter on %d rows: loss %.4f", settings.rule, len(dataset), result.training_loss)
+    return json.loads((out_dir / "train_metrics.json").read_text())
+
+
+def _train_in_processes(
+    base_model: str,
+    data_file: Path,
+    out_dir: Path,
+    settings: TrainSettings,
+    init_adapter: Path | None,
+    seed: int,
+) -> dict[str, Any]:
+    """:func:`train_adapter` in ``settings.processes`` processes started with torchrun (each
+    one a data-parallel rank running leap's engine; the first saves the adapter), ended with
+    it. Returns the first process's metrics."""
+    import subprocess
+    import sys
+
+    from leap.processes import free_port, guarded_command
+
+    job = {
+        "base_model": base_model,
+        "data_file": str(data_file),
+        "out_dir": str(out_dir),
+        "settings": settings.model_dump(mode="json"),
+        "init_adapter": None if init_adapter is None else str(init_adapter),
+        "seed": seed,
+    }
+    work = Path(tempfile.mkdtemp(prefix="leap-train-job-"))
+    job_file = work / "job.json"
+    atomic_write_json(job_file, job)
+    args = [
+        f"--nproc-per-node={settings.processes}",
+        *([] if settings.launcher_args else ["--master-addr=127.0.0.1", f"--master-port={free_port()}"]),
+        *settings.launcher_args,
+        "-m", "leap.train_worker", str(job_file),
+    ]  # fmt: skip
+    log.info("training in %d processes (torchrun; job %s)", settings.processes, job_file)
+    process = subprocess.Popen(
+        guarded_command(sys.executable, "torch.distributed.run", args), start_new_session=True
+    )
+    try:
+        code = process.wait()
+    except BaseException:  # interrupted: the processes end with this one
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if code != 0:
+        raise RuntimeError(f"training in {settings.processes} processes failed (torchrun exited with {code})")
     return json.loads((out_dir / "train_metrics.json").read_text())

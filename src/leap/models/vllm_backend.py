@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +42,7 @@ from typing import Any
 
 from leap.models.base import ChoiceConstraint, Conversation, Generation, ModelError, cut_at_stop
 from leap.models.openai_backend import OpenAIChatModel, with_retries
+from leap.processes import free_port, guarded_command
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +52,6 @@ BASE_NAME = "leap-base"
 VENV = Path(__file__).resolve().parents[3] / ".venv-vllm"
 #: the module that runs the server (the ``vllm`` console script fails in some CPU builds)
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-
-# Run first in the server's Python: ask the kernel to send SIGTERM when leap's process dies (even
-# by SIGKILL), give up at once if it is already gone, then run the server module as __main__.
-_GUARD = (
-    "import ctypes, os, runpy, signal, sys\n"
-    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit(0)\n"
-    "sys.argv = [sys.argv[2], *sys.argv[3:]]\n"
-    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
-)
 
 
 class ServerError(ModelError):
@@ -99,12 +88,6 @@ def server_lora_rank(rank: int) -> int:
         if allowed >= rank:
             return allowed
     raise ServerError(f"vllm: LoRA rank {rank} is above the largest a server takes ({SERVER_LORA_RANKS[-1]})")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(url: str, body: dict[str, Any], timeout: float) -> tuple[int, str]:
@@ -174,7 +157,7 @@ class VLLMServer:
         ]  # fmt: skip
         if self.max_model_len:
             args += ["--max-model-len", str(self.max_model_len)]
-        return [str(self.python), "-c", _GUARD, str(os.getpid()), SERVER_MODULE, *args, *self.extra_args]
+        return guarded_command(str(self.python), SERVER_MODULE, [*args, *self.extra_args])
 
     def start(self) -> VLLMServer:
         """Start the server (unless it is the user's) and wait until it answers."""
