@@ -145,10 +145,33 @@ def test_served_replies_equal_leap_engine_greedy(smollm2_dir, tmp_path) -> None:
     assert process is not None and process.poll() is not None
 
 
-def _run_config(tmp_path: Path, name: str) -> Path:
+@pytest.fixture(scope="module")
+def tiny_head64(tmp_path_factory) -> str:
+    """A 2-layer Llama with random weights like tiny-random, but with heads of 64 dimensions:
+    vLLM's CPU attention has no kernel for tiny-random's 16."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from leap.models.registry import smollm2_tokenizer_dir
+
+    out = tmp_path_factory.mktemp("tiny-head64")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+        tie_word_embeddings=True, initializer_range=0.1, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def _run_config(tmp_path: Path, name: str, model: str) -> Path:
     data = json.loads(json.dumps(TINY))
     data.update(name=name, output_dir=str(tmp_path))
-    data["student"].update(engine="vllm", temperature=0.0, constrain_actions=True)
+    data["student"].update(model=model, engine="vllm", temperature=0.0, constrain_actions=True)
     data["loop"] = {"iterations": 1, "rollouts_per_iteration": 3, "matched_bc": True}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -172,11 +195,11 @@ def _wait_for(predicate, proc: subprocess.Popen, log: Path, seconds: float = 900
         time.sleep(0.2)
 
 
-def test_served_run_survives_a_kill_and_a_dead_server(tmp_path) -> None:
+def test_served_run_survives_a_kill_and_a_dead_server(tmp_path, tiny_head64) -> None:
     """A tiny ``leap run`` with the served student: killed with SIGKILL once its server is up
     (the server goes with it), resumed; its server killed mid-run (one-line error), resumed
     again; it ends with every stage done and no server left."""
-    config, run = _run_config(tmp_path, "served"), tmp_path / "served"
+    config, run = _run_config(tmp_path, "served", tiny_head64), tmp_path / "served"
 
     first = _start(config, tmp_path / "first.log")
     _wait_for(

@@ -61,9 +61,9 @@ class FakeVLLM(_LocalServer):
         self._listen(Handler)
 
     def complete(self, body: dict) -> dict:
-        choice = body.get("structured_outputs", {}).get("choice")
-        if choice:
-            text, finish = choice[0], "stop"
+        allowed, token_ids = body.get("allowed_token_ids"), None
+        if allowed:  # one token: the first one allowed
+            text, finish, token_ids = "?", "length", allowed[:1]
         else:
             text, finish = "I look. ACTION: and more", "length"
             for stop in body.get("stop") or []:
@@ -74,7 +74,9 @@ class FakeVLLM(_LocalServer):
             "object": "text_completion",
             "created": 0,
             "model": body["model"],
-            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+            "choices": [
+                {"index": 0, "text": text, "finish_reason": finish, "logprobs": None, "token_ids": token_ids}
+            ],
             "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": 3, "total_tokens": 0},
         }
 
@@ -97,17 +99,21 @@ def test_constrained_reply_is_two_requests_and_one_of_the_choices(fake, tiny_mod
         model.generate([conversation], max_new_tokens=10, constraints=[whole_rule])[0],
     )
     assert free.text == "I look. ACTION: and more" and free.error is None
-    assert ruled.text == "I look. ACTION: go to desk 1" and ruled.completion_tokens == 6
+    tokens = model.tokenizer([" go to desk 1", " open drawer 2"], add_special_tokens=False)["input_ids"]
+    assert ruled.text == "I look. ACTION: go to desk 1"
+    assert ruled.completion_tokens == 3 + len(tokens[0])  # the free part's, then the choice's
     assert whole.text == " go to desk 1"
     bodies = [b for path, b in fake.requests if path == "/v1/completions"]
-    assert len(bodies) == 4  # free; marker then choice; choice alone
+    # free; the free part up to the marker, then the trie's one branching (its first token);
+    # the choice alone: the branching again
+    assert len(bodies) == 4
     prompt = model.encode(conversation)
     assert bodies[0]["prompt"] == prompt and bodies[0]["model"] == BASE_NAME
     assert bodies[1]["stop"] == ["ACTION:"] and bodies[1]["include_stop_str_in_output"]
-    # the choice request continues the prompt with the free part's tokens
+    # the choice continues the prompt with the free part's tokens
     written = model.tokenizer("I look. ACTION:", add_special_tokens=False)["input_ids"]
-    assert bodies[2]["prompt"] == prompt + written and bodies[2]["max_tokens"] == 7
-    assert bodies[2]["structured_outputs"] == {"choice": [" go to desk 1", " open drawer 2"]}
+    assert bodies[2]["prompt"] == prompt + written and bodies[2]["max_tokens"] == 1
+    assert bodies[2]["allowed_token_ids"] == [tokens[0][0], tokens[1][0]]
     assert bodies[3]["prompt"] == prompt
     server.stop()  # the user's server: nothing to stop
     assert fake.healthy

@@ -94,6 +94,9 @@ def eval_command(
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16 (local models).")] = "auto",
     base_url: Annotated[str | None, typer.Option(help="Server URL for openai:MODEL policies.")] = None,
     api_key_env: Annotated[str, typer.Option(help="Variable holding the API key.")] = "OPENAI_API_KEY",
+    engine: Annotated[
+        str, typer.Option(help="leap (transformers in this process) or vllm (a vLLM server, local models).")
+    ] = "leap",
     resume: Annotated[
         bool,
         typer.Option(
@@ -127,12 +130,14 @@ def eval_command(
             dtype=dtype,
             base_url=base_url,
             api_key_env=api_key_env,
+            engine=engine,
         )
     except ValidationError as exc:
         flags = {"eval_temperature": "--temperature", "style": "--prompt"}
         raise _fail(
             validation_message(exc, lambda key: flags.get(key, "--" + key.replace("_", "-")))
         ) from None
+    chosen = None
     try:
         chosen = build_policy(policy, env, student, seed)
         out_dir = out or Path("runs") / "eval" / _slug(f"{env}-{split}-{policy}")
@@ -141,6 +146,10 @@ def eval_command(
         )
     except (EnvError, UnknownEnvironmentError, ModelError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    finally:  # a served student's server stops with the evaluation
+        model = getattr(chosen, "model", None)
+        if model is not None:
+            model.close()
     console.print(results_table(summary, f"{env} · {split} · {policy}"))
     console.print(f"wrote {out_dir}/episodes.jsonl and summary.json ({summary['wall_seconds']:.1f} s)")
 

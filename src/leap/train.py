@@ -751,8 +751,8 @@ def _train_in_processes(
         "init_adapter": None if init_adapter is None else str(init_adapter),
         "seed": seed,
     }
-    work = Path(tempfile.mkdtemp(prefix="leap-train-job-"))
-    job_file = work / "job.json"
+    # beside the adapter, where the other nodes of a training across nodes can read it
+    job_file = out_dir.with_name(out_dir.name + ".job.json")
     atomic_write_json(job_file, job)
     args = [
         f"--nproc-per-node={settings.processes}",
@@ -772,7 +772,7 @@ def _train_in_processes(
         process.wait()
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        job_file.unlink(missing_ok=True)
     if code != 0:
         raise RuntimeError(f"training in {settings.processes} processes failed (torchrun exited with {code})")
     return json.loads((out_dir / "train_metrics.json").read_text())

@@ -34,13 +34,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
+from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from leap.models.base import ChoiceConstraint, Conversation, Generation, ModelError, cut_at_stop
+from leap.models.choice_decoding import _END, build_trie
 from leap.models.openai_backend import OpenAIChatModel, with_retries
 from leap.processes import free_port, guarded_command
 
@@ -52,6 +55,21 @@ BASE_NAME = "leap-base"
 VENV = Path(__file__).resolve().parents[3] / ".venv-vllm"
 #: the module that runs the server (the ``vllm`` console script fails in some CPU builds)
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+#: on a CPU: the share of the machine's memory the server reserves (``--gpu-memory-utilization``,
+#: which the CPU build reads so); 0.15 of 24 GiB holds SmolLM2-135M and a few GiB of cache
+CPU_MEMORY_SHARE = 0.15
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+#: a completion: its text, its number of new tokens, why it ended, its new tokens
+Completion = tuple[str, int, str | None, list[int]]
 
 
 class ServerError(ModelError):
@@ -99,6 +117,8 @@ def _post(url: str, body: dict[str, Any], timeout: float) -> tuple[int, str]:
             return reply.status, reply.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
+    except OSError as exc:  # no server there (any more)
+        return 0, f"no answer: {exc}"
 
 
 class VLLMServer:
@@ -157,6 +177,10 @@ class VLLMServer:
         ]  # fmt: skip
         if self.max_model_len:
             args += ["--max-model-len", str(self.max_model_len)]
+        if "--gpu-memory-utilization" not in self.extra_args and not _has_gpu():
+            # on a CPU the flag is the share of the machine's memory the server takes for weights
+            # and cache (0.92 by default, more than a machine running leap has free)
+            args += ["--gpu-memory-utilization", str(CPU_MEMORY_SHARE)]
         return guarded_command(str(self.python), SERVER_MODULE, [*args, *self.extra_args])
 
     def start(self) -> VLLMServer:
@@ -327,20 +351,56 @@ class ServedChatModel(OpenAIChatModel):
 
     def _complete(
         self, prompt: list[int], max_tokens: int, sampling: dict[str, Any], extra: dict[str, Any]
-    ) -> tuple[str, int, str | None]:
-        """One completion of ``prompt`` (tokens): its text, its new tokens and why it ended."""
+    ) -> Completion:
+        """One completion of ``prompt`` (tokens): its text, its count of new tokens, why it
+        ended and its new tokens. A sampled request gets a seed of its own, drawn from the
+        run's seed and its prompt, so that no two requests draw the same random numbers."""
+        if sampling.get("temperature") and sampling.get("seed") is not None:
+            sampling = {**sampling, "seed": zlib.crc32(array("l", prompt).tobytes(), sampling["seed"])}
         response = self.client.completions.create(
             model=self.model,
             prompt=prompt,
             max_tokens=max_tokens,
-            extra_body=extra,
+            extra_body={**extra, "return_token_ids": True},
             **sampling,
         )
         choices = response.choices
         if not isinstance(choices, list) or not choices:
             raise ValueError("the reply has no choices")
-        usage = response.usage
-        return choices[0].text or "", usage.completion_tokens if usage else 0, choices[0].finish_reason
+        choice, usage = choices[0], response.usage
+        tokens = list(getattr(choice, "token_ids", None) or [])
+        return choice.text or "", usage.completion_tokens if usage else 0, choice.finish_reason, tokens
+
+    def _choose(
+        self, prompt: list[int], choices: Sequence[str], budget: int, ask: Callable[..., Completion | str]
+    ) -> tuple[str, int] | str:
+        """The rest of a constrained reply, after its marker: one of ``choices``, walked down
+        their token trie (``leap.models.choice_decoding``) with vLLM's ``allowed_token_ids``,
+        one request of one token wherever the trie branches (a single way on costs none).
+        Returns the text and its number of tokens, or the error.
+
+        vLLM's structured ``choice`` would take one request, but its grammar lets a reply spell
+        an action with any tokens: on household prompts greedy decoding wrote " in" + "v" + ...
+        for " inventory", tokens a student trained on the usual tokenisation never saw and that
+        leap's own engine never allows. Walking the trie, both engines choose alike."""
+        node, chosen, eos = build_trie(self.tokenizer, choices), [], self.tokenizer.eos_token_id
+        while len(chosen) < budget:
+            options = [t for t in node if t != _END]
+            if not options:
+                break
+            if len(options) == 1 and _END not in node:
+                token = options[0]
+            else:
+                allowed = options + ([eos] if _END in node else [])
+                reply = ask(prompt + chosen, 1, {"allowed_token_ids": allowed})
+                if isinstance(reply, str):
+                    return reply
+                token = reply[3][0] if reply[3] else eos
+                if token not in options:  # the end of a choice that others continue
+                    break
+            chosen.append(token)
+            node = node[token]
+        return self.tokenizer.decode(chosen), len(chosen)
 
     def _reply(
         self,
@@ -353,27 +413,30 @@ class ServedChatModel(OpenAIChatModel):
         prompt = self.encode(conversation)
         faults: Counter[str] = Counter()
 
-        def ask(tokens: list[int], budget: int, extra: dict[str, Any]):
+        def ask(tokens: list[int], budget: int, extra: dict[str, Any]) -> Completion | str:
             call = lambda: self._complete(tokens, budget, sampling, extra)  # noqa: E731
             return with_retries(call, self.max_retries, self.backoff, faults, self.name)
 
         # the free part, up to the marker if one is written (none: the whole reply is a choice)
-        text, used, finish = "", 0, "stop"
+        text, used, finish, tokens = "", 0, "stop", []
         if constraint is None or constraint.marker:
             stops = [*stop, *([constraint.marker] if constraint else [])]
             first = ask(prompt, max_new_tokens, {"stop": stops, "include_stop_str_in_output": True})
             if isinstance(first, str):
                 return Generation("", error=first, faults=dict(faults))
-            text, used, finish = first
+            text, used, finish, tokens = first
         # then one of the choices, each as it follows the marker (with its leading space)
         if constraint and finish == "stop" and text.endswith(constraint.marker) and used < max_new_tokens:
-            written = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-            choices = [" " + c for c in constraint.choices]
-            second = ask(prompt + written, max_new_tokens - used, {"structured_outputs": {"choice": choices}})
-            if isinstance(second, str):
-                return Generation("", error=second, faults=dict(faults))
-            text, used = text + second[0], used + second[1]
+            # the free part's own tokens, unless its text was cut inside one (at the stop string)
+            written = tokens if tokens and self.tokenizer.decode(tokens) == text else self._tokens(text)
+            rest = self._choose(prompt + written, constraint.choices, max_new_tokens - used, ask)
+            if isinstance(rest, str):
+                return Generation("", error=rest, faults=dict(faults))
+            text, used = text + rest[0], used + rest[1]
         return Generation(cut_at_stop(text, stop), len(prompt), used, faults=dict(faults))
+
+    def _tokens(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def generate(
         self,
