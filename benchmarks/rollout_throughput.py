@@ -219,10 +219,11 @@ def main() -> None:
         seconds = time.perf_counter() - start
         prompt = model.usage.prompt_tokens - before[0]
         generated = model.usage.completion_tokens - before[1]
-        # what the served engine reuses of its prompts is its own business: MFU counts them whole
+        # the served engine's prefix cache is its own: what it computes is not known here
         prefix = getattr(model, "prefix_cache", None)
         computed = prompt - (prefix.reused_tokens if prefix else 0) + generated
         steps = sum(e.n_actions for e in episodes)
+        flops_per_token = 2 * (params["layers"] + params["head"])
         runs = [*results.get(mode, {}).get("runs", []), round(seconds, 2)]
         seconds = statistics.median(runs)
         results[mode] = {
@@ -234,7 +235,7 @@ def main() -> None:
             "generated_tokens": generated,
             "generated_per_second": generated / seconds,
             "computed_tokens": computed,
-            "mfu": computed * 2 * (params["layers"] + params["head"]) / seconds / peak,
+            "mfu": None if mode == "served" else computed * flops_per_token / seconds / peak,
         }
         if hasattr(model, "startup_s"):
             results[mode]["server_startup_s"] = round(model.startup_s, 1)
@@ -289,7 +290,7 @@ def main() -> None:
             ", ".join(f"{x:.1f}" for x in r["runs"]),
             f"{r['steps_per_second']:.2f}",
             f"{r['generated_per_second']:,.0f}",
-            f"{100 * r['mfu']:.2f} %",
+            "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.2f} %",
             *(
                 (f"{r['ops_per_agent_step']:,.0f}", f"{r['forwards_per_agent_step']:.1f}")
                 if args.count_ops
