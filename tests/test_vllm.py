@@ -226,6 +226,8 @@ def test_served_run_survives_a_kill_and_a_dead_server(tmp_path, tiny_head64) -> 
     assert summary["matched_bc"]["n_episodes"] == 3
     text = (tmp_path / "third.log").read_text()
     assert "vllm" in text
+    # the three servers' output, one after another, in the run directory
+    assert (run / "vllm-server.log").read_text().count("Starting vLLM") >= 3
 
 
 def test_rollout_benchmark_compares_the_served_student(tmp_path) -> None:

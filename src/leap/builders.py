@@ -72,9 +72,11 @@ def adapter_rank(adapter: str | Path) -> int:
     return int(json.loads((Path(adapter) / "adapter_config.json").read_text()).get("r", 16))
 
 
-def start_student_server(student: StudentSettings, base: str, *, lora_rank: int) -> VLLMServer:
+def start_student_server(
+    student: StudentSettings, base: str, *, lora_rank: int, log_path: Path | None = None
+) -> VLLMServer:
     """The vLLM server for the student's base model (the user's, at ``student.base_url``, or
-    one started now), ready for adapters up to ``lora_rank``."""
+    one started now, its output in ``log_path``), ready for adapters up to ``lora_rank``."""
     from leap.models.vllm_backend import VLLMServer
 
     dtype = "bfloat16" if student.dtype == "auto" else student.dtype
@@ -85,6 +87,7 @@ def start_student_server(student: StudentSettings, base: str, *, lora_rank: int)
         max_lora_rank=lora_rank,
         dtype=dtype,
         extra_args=student.vllm_args,
+        log_path=log_path,
     ).start()
 
 
@@ -175,7 +178,10 @@ class RunParts:
         student = self.config.student
         base, _ = base_and_adapter(student.model)
         if self._server is None:
-            self._server = start_student_server(student, base, lora_rank=self.config.train.lora_r)
+            log_path = self.layout.root / "vllm-server.log"
+            self._server = start_student_server(
+                student, base, lora_rank=self.config.train.lora_r, log_path=log_path
+            )
         name = BASE_NAME if adapter is None else self._adapter_name(adapter)
         if self._loaded is None or self._loaded[0] != name:
             if adapter is not None:

@@ -134,7 +134,8 @@ class VLLMServer:
         dtype: the weights' type on the server (``auto``, ``bfloat16``, ``float32``...).
         max_model_len: the longest prompt and reply in tokens (None: the model's).
         extra_args: more server flags (``--gpu-memory-utilization 0.5``, ``--data-parallel-size 8``).
-        log_path: the server's output (default: a file in the temporary directory).
+        log_path: the server's output, appended to (default: a file in the temporary directory;
+            a run's server writes ``vllm-server.log`` in its run directory).
         startup_timeout: seconds to wait for it to answer.
     """
 
@@ -193,7 +194,7 @@ class VLLMServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "PYTHONUNBUFFERED": "1"}
         log.info("starting vLLM for %s on port %s (log: %s)", self.model_dir, self.port, self.log_path)
-        with open(self.log_path, "wb") as out:
+        with open(self.log_path, "ab") as out:  # a resumed run's server adds to the log
             self.process = subprocess.Popen(
                 self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
