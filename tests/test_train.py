@@ -263,6 +263,7 @@ def test_lora_dropout_draws_only_the_dropped_positions_on_cpu(
         ({"batch_size": 4, "micro_batch_size": 3}, "must divide batch_size"),
         ({"batch_size": 4, "micro_batch_size": 2, "concatenate_rows": True}, "already the whole step"),
         ({"batch_size": 4, "micro_batch_size": 2, "attention": "flex"}, "already the whole step"),
+        ({"processes": 2, "extra": {"fsdp": "full_shard"}}, "fsdp needs engine trl"),
     ],
 )
 def test_micro_batches_must_fit_the_step(settings, message) -> None:

@@ -120,6 +120,10 @@ class TrainSettings(StrictModel):
                     "micro_batch_size: with concatenate_rows or flex attention a micro-batch is "
                     "already the whole step's rows in one sequence"
                 )
+        if "fsdp" in self.extra and self.engine == "leap":
+            raise ValueError(
+                "extra.fsdp needs engine trl: leap's engine calls the decoder past the FSDP wrapper"
+            )
         if self.batch_size % self.processes:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of processes {self.processes}")
         return self
