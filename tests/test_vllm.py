@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from test_loop import TINY
+from test_resume_kill import _start
 
 from leap.agents import PromptSettings, render_prompt
 from leap.envs import make_env
@@ -176,15 +177,6 @@ def _run_config(tmp_path: Path, name: str, model: str) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def _start(config: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "leap", "run", str(config)],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 def _wait_for(predicate, proc: subprocess.Popen, log: Path, seconds: float = 900.0) -> None:
