@@ -11,7 +11,14 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from leap.models.base import ChoiceConstraint
-from leap.models.vllm_backend import BASE_NAME, ServedChatModel, ServerError, VLLMServer, server_lora_rank
+from leap.models.vllm_backend import (
+    BASE_NAME,
+    ServedChatModel,
+    ServerError,
+    VLLMServer,
+    cpu_server_env,
+    server_lora_rank,
+)
 
 from servers import _LocalServer
 
@@ -163,3 +170,14 @@ def test_run_parts_name_each_iteration_adapter(fake, tmp_path, tiny_model_path) 
     assert parts.student_model(config.layout.matched_bc / "adapter").model == "leap-matched-bc"
     parts.close()
     assert fake.loaded == {"leap-matched-bc"}  # the user's server is left as it is, running
+
+
+def test_cpu_server_computes_on_every_core_unless_the_user_bound_it() -> None:
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))
+    env = cpu_server_env({})
+    # vLLM's CPU build would keep one core for its scheduler: half of a 2-core machine
+    assert [int(c) for c in env["VLLM_CPU_OMP_THREADS_BIND"].split(",")] == cores
+    assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert cpu_server_env({"VLLM_CPU_OMP_THREADS_BIND": "0"}) == {}

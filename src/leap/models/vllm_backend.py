@@ -68,6 +68,16 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
+def cpu_server_env(environ: dict[str, str]) -> dict[str, str]:
+    """On a CPU, the server's compute on every core this process may use: vLLM's CPU build
+    otherwise keeps one core per worker for its scheduler, half of a 2-core machine (where the
+    worker then ran on one core). A binding the user set (``VLLM_CPU_OMP_THREADS_BIND``) stays."""
+    if "VLLM_CPU_OMP_THREADS_BIND" in environ:
+        return {}
+    cpus = sorted(os.sched_getaffinity(0))
+    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cpus)), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+
+
 #: a completion: its text, its number of new tokens, why it ended, its new tokens
 Completion = tuple[str, int, str | None, list[int]]
 
@@ -193,6 +203,8 @@ class VLLMServer:
             return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "PYTHONUNBUFFERED": "1"}
+        if not _has_gpu():
+            env.update(cpu_server_env(env))
         log.info("starting vLLM for %s on port %s (log: %s)", self.model_dir, self.port, self.log_path)
         with open(self.log_path, "ab") as out:  # a resumed run's server adds to the log
             self.process = subprocess.Popen(
