@@ -5,6 +5,7 @@ does with adapters and a server that stops answering."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler
 
@@ -173,8 +174,6 @@ def test_run_parts_name_each_iteration_adapter(fake, tmp_path, tiny_model_path) 
 
 
 def test_cpu_server_computes_on_every_core_unless_the_user_bound_it() -> None:
-    import os
-
     cores = sorted(os.sched_getaffinity(0))
     env = cpu_server_env({})
     # vLLM's CPU build would keep one core for its scheduler: half of a 2-core machine
