@@ -26,9 +26,11 @@ Modes (one run, one model):
                     call, as transformers does (before transformers_backend.REUSE_STOP_CRITERIA)
   lockstep-scan     lockstep with the prefix cache comparing each request with every entry (before
                     its block index, leap.models.prefix_cache.INDEXED)
-  served            the student on a vLLM server (student.engine: vllm): every episode's request
-                    in flight at once, the server batching them and reusing their prefixes; the
-                    server's start-up is timed apart (leap.models.vllm_backend)
+  served            the student on a vLLM server (student.engine: vllm): every episode in flight
+                    at once, each taking its next step as soon as its reply arrives (leap.rollout),
+                    the server batching the requests and reusing their prefixes; the server's
+                    start-up is timed apart (leap.models.vllm_backend)
+  served-lockstep   the same with the episodes in lockstep: each step waits for its slowest reply
 
 The student is the demo's: the transcript prompt, constrained actions, greedy decoding. Prints
 env-steps/s, generated tokens/s and model FLOPs utilisation (2 x parameters per token computed,
@@ -94,6 +96,7 @@ MODES = {
     "lockstep-stopstrings": (True, {"cache": "prefix"}),
     "lockstep-scan": (True, {"cache": "prefix"}),
     "served": (True, {}),
+    "served-lockstep": (True, {}),
 }
 #: modes that switch one of leap's savings off (a module's flag), to measure what it saves
 ABLATIONS = {
@@ -110,7 +113,7 @@ ABLATIONS = {
 def student(mode: str, model_dir: str, args: argparse.Namespace) -> tuple[Any, LLMPolicy]:
     """The demo's student as ``mode`` runs it, warmed up."""
     _, options = MODES[mode]
-    if mode == "served":
+    if mode.startswith("served"):
         model = served_student(model_dir, args)
     else:
         model = TransformersChatModel(
@@ -144,6 +147,7 @@ def roll_out(mode: str, policy: LLMPolicy, tasks: list[str], args: argparse.Name
         horizon=args.horizon,
         batch_size=args.episodes if lockstep else 1,
         label=mode,
+        independent=False if mode.endswith("lockstep") else None,
     )
 
 
@@ -235,7 +239,7 @@ def main() -> None:
             "generated_tokens": generated,
             "generated_per_second": generated / seconds,
             "computed_tokens": computed,
-            "mfu": None if mode == "served" else computed * flops_per_token / seconds / peak,
+            "mfu": None if mode.startswith("served") else computed * flops_per_token / seconds / peak,
         }
         if hasattr(model, "startup_s"):
             results[mode]["server_startup_s"] = round(model.startup_s, 1)
@@ -252,7 +256,7 @@ def main() -> None:
 
     # one more round, untimed, with every operator counted (a fresh model: the same prefix cache
     # hits as in a timed round)
-    for mode in [m for m in args.modes.split(",") if m != "served"] if args.count_ops else ():
+    for mode in [m for m in args.modes.split(",") if not m.startswith("served")] if args.count_ops else ():
         model, policy = student(mode, model_dir, args)
         calls = counting_calls(model)
         with switched_off(ABLATIONS.get(mode)), OperatorCount() as ops:

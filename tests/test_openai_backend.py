@@ -58,6 +58,23 @@ def test_concurrency_is_limited_and_order_kept() -> None:
     assert sent["stop"] == ["\n\n"]
 
 
+def test_concurrency_limit_holds_over_episodes_that_advance_on_their_own() -> None:
+    # the reply names a household action, so each episode runs its whole horizon
+    with ScriptedServer(delay=0.05, responder=lambda body: "REASON: Look first.\nACTION: look") as server:
+        model = OpenAIChatModel("m", base_url=server.base_url, max_concurrency=2)
+        episodes = run_episodes(
+            lambda: make_env("household"),
+            [f"valid/{i:04d}" for i in range(6)],
+            LLMPolicy(model, max_new_tokens=24),
+            horizon=3,
+            batch_size=6,  # six episodes in flight, one request each at a time
+            show_progress=False,
+        )
+    assert all(e.n_actions == 3 and e.error is None for e in episodes)
+    assert all(s.action == "look" and s.valid for e in episodes for s in e.steps)
+    assert len(server.requests) == 18 and server.max_in_flight == 2
+
+
 def test_api_key_comes_from_the_named_variable(monkeypatch) -> None:
     monkeypatch.delenv("LEAP_TEST_KEY", raising=False)
     with pytest.raises(ModelError, match="LEAP_TEST_KEY is not set"):

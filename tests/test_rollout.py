@@ -1,15 +1,20 @@
-"""Batched lockstep rollouts: equivalence with sequential runs, crash isolation, records."""
+"""Batched rollouts, in lockstep and episode by episode: equivalence with sequential runs,
+crash isolation, records."""
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import ClassVar
+
+import pytest
 
 from leap.agents import LLMPolicy
 from leap.envs import make_env
 from leap.envs.household import HouseholdEnv
 from leap.envs.household.experts import PlannerPolicy
 from leap.io import append_jsonl, read_jsonl
+from leap.policy import AgentView, Decision
 from leap.rollout import Episode, run_episodes
 
 TASKS = [f"valid/{i:04d}" for i in range(6)]
@@ -144,3 +149,84 @@ def test_episodes_round_trip_through_jsonl(tmp_path) -> None:
     with path.open("a") as f:
         f.write('{"episode_id": "torn')  # a writer killed mid-line
     assert len(list(read_jsonl(path))) == 3
+
+
+class ServedPlanner(PlannerPolicy):
+    """The planner as if it answered from a server: ``act`` may run in several threads at once.
+    Until ``release`` is set it holds back the steps of ``slow_task`` (at most 10 s)."""
+
+    concurrent = True
+
+    def __init__(self, slow_task: str | None = None, fail_on: tuple[str, int] | None = None) -> None:
+        self.slow_task, self.fail_on = slow_task, fail_on
+        self.release = threading.Event()
+        self.waited: list[bool] = []
+        self.calls: list[int] = []
+
+    def act(self, views: list[AgentView]) -> list[Decision]:
+        self.calls.append(len(views))
+        for view in views:
+            if (view.episode_id, len(view.history)) == self.fail_on:
+                raise RuntimeError("the server stopped answering")
+            if view.episode_id == self.slow_task:
+                self.waited.append(self.release.wait(timeout=10))
+        return super().act(views)
+
+
+def test_served_policies_advance_each_episode_on_its_own() -> None:
+    tasks = [f"valid/{i:04d}" for i in range(10)]
+    sequential = run_episodes(HouseholdEnv, tasks, PlannerPolicy(), batch_size=1, show_progress=False)
+    policy = ServedPlanner(slow_task=tasks[0])
+    ended: list[str] = []
+
+    def on_episode(episode: Episode) -> None:
+        ended.append(episode.task_id)
+        if len(ended) == len(tasks) - 1:
+            policy.release.set()
+
+    # the slow episode's first step waits until every other episode has ended: in lockstep that
+    # would never happen (all of a step's episodes wait for the slowest), so the wait times out
+    served = run_episodes(
+        HouseholdEnv, tasks, policy, batch_size=3, on_episode=on_episode, show_progress=False
+    )
+    assert policy.waited and all(policy.waited)
+    assert ended[-1] == tasks[0]
+    assert set(policy.calls) == {1}, "one episode per call"
+    assert [e.to_record() for e in served] == [e.to_record() for e in sequential]
+    lockstep = run_episodes(
+        HouseholdEnv, tasks, ServedPlanner(), batch_size=3, independent=False, show_progress=False
+    )
+    assert [e.to_record() for e in lockstep] == [e.to_record() for e in sequential]
+
+
+def test_crashes_end_only_their_episode_when_episodes_advance_on_their_own() -> None:
+    episodes = run_episodes(CrashingHousehold, TASKS, ServedPlanner(), batch_size=3, show_progress=False)
+    errors = {e.task_id for e in episodes if e.error}
+    assert errors == {"valid/0001", "valid/0002", "valid/0004"}
+    assert all(e.success for e in episodes if e.task_id not in errors)
+    starts = run_episodes(FailingFirstResets, TASKS, ServedPlanner(), batch_size=3, show_progress=False)
+    assert [bool(e.error) for e in starts] == [True, True, True, False, False, False]
+
+
+def test_a_failing_policy_stops_every_episode_thread() -> None:
+    before = threading.active_count()
+    ended: list[Episode] = []
+    with pytest.raises(RuntimeError, match="stopped answering"):
+        run_episodes(
+            HouseholdEnv,
+            [f"valid/{i:04d}" for i in range(20)],
+            ServedPlanner(fail_on=("valid/0002", 1)),
+            batch_size=4,
+            on_episode=ended.append,
+            show_progress=False,
+        )
+    assert threading.active_count() == before
+    assert len(ended) < 20
+
+
+def test_models_on_servers_make_concurrent_policies(tiny_model) -> None:
+    from leap.models.openai_backend import OpenAIChatModel
+
+    assert not LLMPolicy(tiny_model).concurrent
+    served = OpenAIChatModel("m", base_url="http://127.0.0.1:9/v1")
+    assert LLMPolicy(served).concurrent and not PlannerPolicy().concurrent

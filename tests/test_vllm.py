@@ -223,19 +223,23 @@ def test_served_run_survives_a_kill_and_a_dead_server(tmp_path, tiny_head64) -> 
 
 
 def test_rollout_benchmark_compares_the_served_student(tmp_path) -> None:
-    """``benchmarks/rollout_throughput.py --modes lockstep,served``: both engines roll out the
-    same episodes with the same greedy replies (fp32), the server's start-up timed apart."""
+    """``benchmarks/rollout_throughput.py --modes lockstep,served,served-lockstep``: both engines
+    roll out the same episodes with the same greedy replies (fp32), the served ones episode by
+    episode and in lockstep, the server's start-up timed apart."""
     out = tmp_path / "rollouts.json"
     subprocess.run(
         [
             sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "rollout_throughput.py"),
             "--model", "smollm2-135m", "--random-weights", "--dtype", "float32",
-            "--episodes", "3", "--horizon", "2", "--modes", "lockstep,served", "--json", str(out),
+            "--episodes", "3", "--horizon", "2", "--modes", "lockstep,served,served-lockstep",
+            "--json", str(out),
         ],
         check=True, capture_output=True, timeout=900,
     )  # fmt: skip
     results = json.loads(out.read_text())["results"]
-    served, local = results["served"], results["lockstep"]
-    assert served["episodes"] == local["episodes"] == 3 and served["steps_per_second"] > 0
-    assert served["same_replies"] == local["env_steps"] and served["server_startup_s"] > 0
-    assert served["mfu"] is None and 0 < local["mfu"] < 1
+    local = results["lockstep"]
+    for served in (results["served"], results["served-lockstep"]):
+        assert served["episodes"] == local["episodes"] == 3 and served["steps_per_second"] > 0
+        assert served["same_replies"] == local["env_steps"] and served["server_startup_s"] > 0
+        assert served["mfu"] is None
+    assert 0 < local["mfu"] < 1

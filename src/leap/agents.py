@@ -359,6 +359,10 @@ class LLMPolicy(Policy):
         self.name = name or model.name
         self._calls = 0
 
+    @property
+    def concurrent(self) -> bool:  # type: ignore[override]
+        return self.model.concurrent
+
     @staticmethod
     def _constraint(view: AgentView) -> ChoiceConstraint | None:
         """Candidates bind the ACTION line unless free-form actions are also allowed."""
@@ -373,6 +377,8 @@ class LLMPolicy(Policy):
             conversations,
             temperature=self.temperature,
             max_new_tokens=self.max_new_tokens,
+            # concurrent calls (a model on a server) take their seeds in the order they come;
+            # a served model also mixes each request's prompt into its seed
             seed=self.seed + self._calls,
             stop=self.stop,
             constraints=[self._constraint(v) for v in views] if self.constrain_actions else None,

@@ -51,6 +51,9 @@ class Policy(ABC):
     privileged: bool = False
     #: whether it reads the expert's optimal remaining actions (``privileged.data["plan"]``)
     needs_plan: bool = True
+    #: ``act`` may be called from several threads at once, one episode each (a model on a
+    #: server): rollouts then advance every episode as soon as its decision arrives
+    concurrent: bool = False
 
     @abstractmethod
     def act(self, views: list[AgentView]) -> list[Decision]:

@@ -1,15 +1,20 @@
-"""Batched lockstep rollouts: many episodes advance together, one batched policy call per step.
+"""Batched rollouts: many episodes in flight at once.
 
-Finished episodes free their slot for the next task at once, so the batch stays full.
-A crash inside an environment ends only that episode, which is marked as errored.
+In lockstep (local models, programmatic policies) the episodes advance together, one batched
+policy call per step. A policy whose calls are requests to a server (``Policy.concurrent``)
+instead gets one thread per episode in flight, and each episode takes its next step as soon as
+its own decision arrives: the server batches the requests, and no episode waits for a step's
+slowest reply. Either way a finished episode frees its slot for the next task at once, and a
+crash inside an environment ends only that episode, which is marked as errored.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -105,6 +110,8 @@ class _LockstepRunner:
     Environments that declare ``parallel_calls`` (their work happens in other processes) are
     reset and stepped from a thread pool, so that their processes run side by side. Environments
     that implement ``prepare`` are told their next task as soon as they start an episode.
+    Runners in several threads may share one ``pending`` list (tasks, last first; ``list.pop``
+    and ``append`` are atomic), each then keeping one episode in flight.
     """
 
     def __init__(
@@ -115,11 +122,13 @@ class _LockstepRunner:
         horizon: int | None,
         batch_size: int,
         on_end: Callable[[int, Episode], None],
+        pending: list[tuple[int, str]] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.make_env, self.policy, self.horizon, self.batch_size = make_env, policy, horizon, batch_size
-        self.pending = list(enumerate(task_ids))[::-1]
+        self.pending = list(enumerate(task_ids))[::-1] if pending is None else pending
+        self.shared = pending is not None
         self.on_end = on_end
         self.slots: dict[int, _Slot] = {}
         self.idle_envs: list[Environment] = []
@@ -159,13 +168,16 @@ class _LockstepRunner:
             if job is not None:
                 del self.idle_envs[k]
                 return env, job
-        if not self.pending:
+        try:
+            job = self.pending.pop()  # another thread may have taken the last one
+        except IndexError:
             return None
         env = self.idle_envs.pop() if self.idle_envs else self.make_env()
-        return env, self.pending.pop()
+        return env, job
 
     def _reserve_next(self, env: Environment) -> None:
-        if not self.pending or type(env).prepare is Environment.prepare:
+        # a runner that shares its tasks keeps none back from the others
+        if self.shared or not self.pending or type(env).prepare is Environment.prepare:
             return
         job = self.pending.pop()
         self.reserved[id(env)] = job
@@ -291,6 +303,50 @@ class _LockstepRunner:
             self._threads = None
 
 
+def _run_independently(
+    make_env: Callable[[], Environment],
+    task_ids: Sequence[str],
+    policy: Policy,
+    horizon: int | None,
+    workers: int,
+    on_end: Callable[[int, Episode], None],
+    on_steps: Callable[[int], None],
+) -> None:
+    """Up to ``workers`` episodes in flight, each advanced by a thread of its own that takes the
+    next task when its episode ends. The first error raised in a thread (a policy that fails,
+    not an environment: that ends only its episode) stops the others after their current step
+    and is raised here."""
+    pending = list(enumerate(task_ids))[::-1]
+    lock, stop = threading.Lock(), threading.Event()
+
+    def ended(index: int, episode: Episode) -> None:
+        with lock:
+            on_end(index, episode)
+
+    def work() -> None:
+        runner = _LockstepRunner(make_env, (), policy, horizon, 1, ended, pending=pending)
+        try:
+            runner.fill()
+            while runner.slots and not stop.is_set():
+                before = runner.n_steps
+                runner.tick()
+                with lock:
+                    on_steps(runner.n_steps - before)
+                runner.fill()
+        finally:
+            runner.close()
+
+    n = min(workers, len(task_ids))
+    with ThreadPoolExecutor(max_workers=max(n, 1), thread_name_prefix="episode") as pool:
+        futures = [pool.submit(work) for _ in range(n)]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            stop.set()  # also on Ctrl-C: every thread ends after its current step
+        for future in futures:
+            future.result()
+
+
 def run_episodes(
     make_env: Callable[[], Environment],
     task_ids: Sequence[str],
@@ -301,11 +357,16 @@ def run_episodes(
     on_episode: Callable[[Episode], None] | None = None,
     show_progress: bool = True,
     label: str = "rollout",
+    independent: bool | None = None,
 ) -> list[Episode]:
     """Run one episode per task id, ``batch_size`` at a time, and return them in task order.
 
     ``on_episode`` is called as each episode finishes (to append it to a JSONL file, say).
+    ``independent``: advance each episode on its own (one thread each) rather than in lockstep;
+    by default where the policy is ``concurrent`` (a model on a server).
     """
+    if independent is None:
+        independent = policy.concurrent
     finished: dict[int, Episode] = {}
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -323,6 +384,15 @@ def run_episodes(
                 on_episode(episode)
             progress.advance(bar)
 
+        if independent and batch_size > 1:
+            steps = [0]
+
+            def on_steps(n: int) -> None:
+                steps[0] += n
+                progress.update(bar, steps=steps[0])
+
+            _run_independently(make_env, task_ids, policy, horizon, batch_size, on_end, on_steps)
+            return [finished[i] for i in range(len(task_ids))]
         runner = _LockstepRunner(make_env, task_ids, policy, horizon, batch_size, on_end)
         try:
             runner.fill()

@@ -70,6 +70,10 @@ class ChatModel(ABC):
     """Many conversations in, many texts out."""
 
     name: str = "model"
+    #: ``generate`` may be called from several threads at once, because each call is a request
+    #: to a server that batches requests itself: rollouts then let every episode advance as soon
+    #: as its own reply arrives (``leap.rollout``) instead of waiting for a step's slowest one
+    concurrent: bool = False
 
     def __init__(self) -> None:
         self.usage = Usage()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -33,11 +34,13 @@ class OpenAIChatModel(ChatModel):
     base_url: server address, e.g. http://127.0.0.1:8000/v1 (None: api.openai.com).
     api_key_env: name of the environment variable holding the key. A local server with no key
         set gets a placeholder key; api.openai.com without one is an error.
-    max_concurrency: requests in flight at once.
+    max_concurrency: requests in flight at once, over all threads that call ``generate``.
     max_retries: retries per request on 429/5xx/timeouts, with exponential backoff.
     timeout: seconds per request attempt.
     backoff: seconds before the first retry (doubled for each further one, at most 30 s).
     """
+
+    concurrent = True
 
     def __init__(
         self,
@@ -62,6 +65,7 @@ class OpenAIChatModel(ChatModel):
         self.name = f"openai:{model}"
         self.model = model
         self.max_concurrency = max_concurrency
+        self._in_flight = threading.BoundedSemaphore(max_concurrency)
         self._warned_constraints = False
         self.max_retries, self.backoff = max_retries, backoff
         # retries are made here, so that each failed attempt is counted by its cause
@@ -69,11 +73,12 @@ class OpenAIChatModel(ChatModel):
 
     def _one(self, conversation: Conversation, kwargs: dict[str, object], stop: Sequence[str]) -> Generation:
         def ask() -> Generation:
-            response = self.client.chat.completions.create(
-                model=self.model,
-                messages=conversation,
-                **kwargs,  # type: ignore[arg-type]
-            )
+            with self._in_flight:
+                response = self.client.chat.completions.create(
+                    model=self.model,
+                    messages=conversation,
+                    **kwargs,  # type: ignore[arg-type]
+                )
             choices = response.choices
             if not isinstance(choices, list):  # a body that is not a completion
                 raise ValueError("the reply has no choices")
@@ -110,8 +115,7 @@ class OpenAIChatModel(ChatModel):
             kwargs["seed"] = seed
         if stop:
             kwargs["stop"] = list(stop)[:4]  # the API takes at most four
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-            return list(pool.map(lambda c: self._one(c, kwargs, stop), conversations))
+        return in_threads(lambda c: self._one(c, kwargs, stop), conversations, self.max_concurrency)
 
     def score(self, conversations: Sequence[Conversation], completions: Sequence[str]) -> list[float]:
         raise ModelError(
@@ -121,6 +125,14 @@ class OpenAIChatModel(ChatModel):
 
     def close(self) -> None:
         self.client.close()
+
+
+def in_threads(fn: Callable[[Any], T], items: Sequence[Any], workers: int) -> list[T]:
+    """``[fn(x) for x in items]``, up to ``workers`` at once (one item needs no thread)."""
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def with_retries(

@@ -38,13 +38,12 @@ import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from leap.models.base import ChoiceConstraint, Conversation, Generation, ModelError, cut_at_stop
 from leap.models.choice_decoding import _END, build_trie
-from leap.models.openai_backend import OpenAIChatModel, with_retries
+from leap.models.openai_backend import OpenAIChatModel, in_threads, with_retries
 from leap.processes import free_port, guarded_command
 
 log = logging.getLogger(__name__)
@@ -370,13 +369,14 @@ class ServedChatModel(OpenAIChatModel):
         run's seed and its prompt, so that no two requests draw the same random numbers."""
         if sampling.get("temperature") and sampling.get("seed") is not None:
             sampling = {**sampling, "seed": zlib.crc32(array("l", prompt).tobytes(), sampling["seed"])}
-        response = self.client.completions.create(
-            model=self.model,
-            prompt=prompt,
-            max_tokens=max_tokens,
-            extra_body={**extra, "return_token_ids": True},
-            **sampling,
-        )
+        with self._in_flight:
+            response = self.client.completions.create(
+                model=self.model,
+                prompt=prompt,
+                max_tokens=max_tokens,
+                extra_body={**extra, "return_token_ids": True},
+                **sampling,
+            )
         choices = response.choices
         if not isinstance(choices, list) or not choices:
             raise ValueError("the reply has no choices")
@@ -471,8 +471,7 @@ class ServedChatModel(OpenAIChatModel):
             self.usage.add(gen)
             return gen
 
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-            replies = list(pool.map(one, range(len(conversations))))
+        replies = in_threads(one, range(len(conversations)), self.max_concurrency)
         failed = [g for g in replies if g.error]
         if failed and not self.server.external and not self.server.alive():
             raise ServerError(
