@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler
 
@@ -180,3 +181,18 @@ def test_cpu_server_computes_on_every_core_unless_the_user_bound_it() -> None:
     assert [int(c) for c in env["VLLM_CPU_OMP_THREADS_BIND"].split(",")] == cores
     assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     assert cpu_server_env({"VLLM_CPU_OMP_THREADS_BIND": "0"}) == {}
+
+
+def test_cpu_server_caches_prompts_in_small_blocks_unless_told_otherwise(tiny_model_path) -> None:
+    # vLLM's CPU build caches prefixes in blocks of 128 tokens by default: every request would
+    # recompute up to 127 tokens it has seen, and a constrained action makes several requests
+    def flags(extra: list[str]) -> list[str]:
+        command = VLLMServer(tiny_model_path, python=sys.executable, extra_args=extra).command()
+        return command[command.index("--model") :]
+
+    default = flags([])
+    assert default[default.index("--block-size") + 1] == "32"
+    assert default[default.index("--gpu-memory-utilization") + 1] == "0.15"
+    mine = flags(["--block-size", "64", "--gpu-memory-utilization", "0.3"])
+    assert mine.count("--block-size") == 1 and mine[mine.index("--block-size") + 1] == "64"
+    assert mine.count("--gpu-memory-utilization") == 1

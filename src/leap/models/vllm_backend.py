@@ -59,6 +59,11 @@ SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 #: on a CPU: the share of the machine's memory the server reserves (``--gpu-memory-utilization``,
 #: which the CPU build reads so); 0.15 of 24 GiB holds SmolLM2-135M and a few GiB of cache
 CPU_MEMORY_SHARE = 0.15
+#: the KV cache's block on a CPU, in tokens. vLLM's CPU build takes 128 by default, and its prefix
+#: cache keeps whole blocks only: every request then recomputes up to 127 tokens of a prompt it
+#: has seen, and a constrained action's one-token requests repeat that. 32 is the smallest size
+#: its kernels run at full speed (it warns below a multiple of 32)
+CPU_BLOCK_SIZE = 32
 
 
 def _has_gpu() -> bool:
@@ -187,10 +192,13 @@ class VLLMServer:
         ]  # fmt: skip
         if self.max_model_len:
             args += ["--max-model-len", str(self.max_model_len)]
-        if "--gpu-memory-utilization" not in self.extra_args and not _has_gpu():
+        if not _has_gpu():
             # on a CPU the flag is the share of the machine's memory the server takes for weights
             # and cache (0.92 by default, more than a machine running leap has free)
-            args += ["--gpu-memory-utilization", str(CPU_MEMORY_SHARE)]
+            if "--gpu-memory-utilization" not in self.extra_args:
+                args += ["--gpu-memory-utilization", str(CPU_MEMORY_SHARE)]
+            if "--block-size" not in self.extra_args:
+                args += ["--block-size", str(CPU_BLOCK_SIZE)]
         return guarded_command(str(self.python), SERVER_MODULE, [*args, *self.extra_args])
 
     def start(self) -> VLLMServer:
