@@ -196,3 +196,4 @@ def test_cpu_server_caches_prompts_in_small_blocks_unless_told_otherwise(tiny_mo
     mine = flags(["--block-size", "64", "--gpu-memory-utilization", "0.3"])
     assert mine.count("--block-size") == 1 and mine[mine.index("--block-size") + 1] == "64"
     assert mine.count("--gpu-memory-utilization") == 1
+    assert "--block-size" not in flags(["--block-size=16"])

@@ -195,9 +195,10 @@ class VLLMServer:
         if not _has_gpu():
             # on a CPU the flag is the share of the machine's memory the server takes for weights
             # and cache (0.92 by default, more than a machine running leap has free)
-            if "--gpu-memory-utilization" not in self.extra_args:
+            given = {a.split("=", 1)[0] for a in self.extra_args}  # --flag value, or --flag=value
+            if "--gpu-memory-utilization" not in given:
                 args += ["--gpu-memory-utilization", str(CPU_MEMORY_SHARE)]
-            if "--block-size" not in self.extra_args:
+            if "--block-size" not in given:
                 args += ["--block-size", str(CPU_BLOCK_SIZE)]
         return guarded_command(str(self.python), SERVER_MODULE, [*args, *self.extra_args])
 
