@@ -471,7 +471,11 @@ def test_sweep_report_plots_bc_against_the_demonstrations(tmp_path) -> None:
     assert list(bc.get_ydata()) == [100 * r.success("test", 0) for r in runs]
     leap = containers["LEAP (from that BC)"].lines[0]
     assert list(leap.get_ydata()) == [100 * r.success("test", r.best_leap_iteration) for r in runs]
-    assert {line.get_label() for line in ax.lines} >= {"planner itself", "searcher itself"}
+    references = {line.get_label(): line for line in ax.lines}
+    assert set(references) >= {"planner itself", "searcher itself"}
+    # the planner solves every task: its line at 100 % stays inside the axes, not under the frame
+    assert list(references["planner itself"].get_ydata()) == [100, 100]
+    assert ax.get_ylim()[1] > 100
 
 
 def test_seeds_table_gives_an_interval_only_from_two_seeds() -> None:

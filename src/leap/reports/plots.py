@@ -13,6 +13,8 @@ from leap.stats import wilson
 
 #: one colour per reference row, the same in every plot
 REFERENCE_STYLES = ("tab:gray", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")
+#: the y range of a percentage axis: a little above 100, so a policy at 100 % is not hidden by the frame
+PERCENT_TOP = 103
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -41,7 +43,7 @@ def metric_by_iteration(run: RunData, key: str, label: str, path: Path, scale: f
     _references(ax, run, key, scale)
     ax.set_xlabel("iteration (0 = BC)")
     ax.set_ylabel(label)
-    ax.set_ylim(bottom=0, top=100 if scale == 100 else None)
+    ax.set_ylim(bottom=0, top=PERCENT_TOP if scale == 100 else None)
     ax.set_xticks(its or [0])
     ax.set_title(f"{run.name}: {label}")
     ax.grid(alpha=0.3)
@@ -75,7 +77,7 @@ def category_bars(run: RunData, path: Path) -> Path:
     ax = fig.add_subplot()
     _grouped_bars(ax, cats, series)
     ax.set_ylabel("success %")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, PERCENT_TOP)
     ax.set_title(f"{run.name}: success per category ({stage})")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
@@ -105,7 +107,7 @@ def sweep_bars(labels: Sequence[str], series: dict[str, Sequence[float]], title:
     ax = fig.add_subplot()
     _grouped_bars(ax, labels, series)
     ax.set_ylabel("test success %")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, PERCENT_TOP)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
@@ -139,7 +141,7 @@ def budget_figure(runs: Sequence[RunData], title: str) -> Figure:
             _with_errors(ax, nudged, marker="o", label=name)
         ax.set_xlabel(label)
         ax.set_ylabel(f"success % on {splits} (95 % CI)")
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, PERCENT_TOP)
         ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
@@ -202,7 +204,7 @@ def learning_curve_figure(runs: Sequence[RunData], title: str) -> Figure:
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xlabel("demonstration episodes (BC's steps in proportion)")
     ax.set_ylabel(f"success % on {splits} (95 % CI)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, PERCENT_TOP)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     ax.set_title(title)
